@@ -1,0 +1,64 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "smime-milter",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "smime-milter", targets: ["smime-milter"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // MARK: system libraries (a module map and one shim header each)
+        .systemLibrary(
+            name: "CMilter", pkgConfig: "milter", providers: [.apt(["libmilter-dev"])]),
+        .systemLibrary(
+            name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(
+            name: "CP11Kit", pkgConfig: "p11-kit-1", providers: [.apt(["libp11-kit-dev"])]),
+
+        // MARK: libraries
+        .target(name: "MIME", swiftSettings: swiftSettings),
+        .target(
+            name: "Token",
+            dependencies: ["CP11Kit", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "SMIME",
+            dependencies: ["COpenSSL", "Token", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "Gateway",
+            dependencies: ["MIME", "SMIME", "Token", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "Milter",
+            dependencies: ["CMilter", "Gateway", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+
+        // MARK: the executable
+        .executableTarget(
+            name: "smime-milter",
+            dependencies: [
+                "MIME", "Token", "SMIME", "Gateway", "Milter",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+
+        // MARK: tests
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TokenTests", dependencies: ["Token", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "MIMETests", dependencies: ["MIME"], swiftSettings: swiftSettings),
+    ],
+    swiftLanguageModes: [.v6]
+)

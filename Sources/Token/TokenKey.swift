@@ -1,0 +1,375 @@
+internal import CP11Kit
+public import Foundation
+public import Logging
+
+/// A private key on a PKCS#11 token, found by its `pkcs11:` URI, with the certificate stored
+/// beside it (same `CKA_ID`) and a pool of logged-in sessions for signing from many threads.
+///
+/// The key never leaves the token: `sign` sends the bytes to sign (or their hash) to the token
+/// and returns the signature. When the session or the token goes away (the return values of
+/// `TokenError.isRecoverable`), the token is found again by its URI, logged in again and the
+/// operation retried once.
+public final class TokenKey: @unchecked Sendable {
+    public let uri: PKCS11URI
+    public let keyType: KeyType
+    /// `CKA_ID` of the key (and of its certificate).
+    public let id: [UInt8]
+    /// `CKA_LABEL` of the key.
+    public let label: String?
+    /// The label of the token the key lives on.
+    public let tokenLabel: String
+    /// The DER certificate with the key's `CKA_ID` on the same token, if there is one.
+    public let certificate: [UInt8]?
+    /// How many sessions at most sign at once.
+    public let poolSize: Int
+    /// How long `sign` waits for a free session before giving up.
+    public let waitTimeout: TimeInterval
+
+    private let modulePath: String?
+    private let pin: PINSource?
+    private let logger: Logger
+
+    // MARK: state guarded by `condition`
+
+    /// Where the key was last found: module, slot and object handle, and a generation that
+    /// changes whenever the token is found again.
+    private struct Binding {
+        let module: PKCS11Module
+        let slot: CK_SLOT_ID
+        let key: CK_OBJECT_HANDLE
+        let mechanisms: Set<CK_MECHANISM_TYPE>
+        let generation: Int
+    }
+
+    private struct Lease {
+        let session: CK_SESSION_HANDLE
+        let binding: Binding
+    }
+
+    private let condition = NSCondition()
+    private var binding: Binding?
+    private var idle: [CK_SESSION_HANDLE] = []
+    private var open = 0
+    private var generation = 0
+
+    /// Finds the key named by `uri`, logs in and reads its certificate.
+    ///
+    /// - Parameters:
+    ///   - modulePath: the module to use when the URI has no `module-path`; nil means every
+    ///     module registered with p11-kit.
+    ///   - poolSize: sessions signing at once (USB tokens serialise; 2 keeps one ready).
+    ///   - waitTimeout: how long a signer waits for a free session.
+    public init(
+        uri: PKCS11URI, modulePath: String? = nil, poolSize: Int = 2, waitTimeout: TimeInterval = 10,
+        logger: Logger = Logger(label: "smime-milter.token")
+    ) throws {
+        self.uri = uri
+        self.modulePath = modulePath
+        self.poolSize = max(1, poolSize)
+        self.waitTimeout = waitTimeout
+        self.pin = try PINSource(uri: uri)
+        self.logger = logger
+        if uri.type != nil && uri.type != .privateKey {
+            throw TokenError(
+                .uri, operation: "reading the key URI \(uri)",
+                detail: "type=\(uri.type!.rawValue) names no private key; use type=private or leave type out")
+        }
+        if uri.object == nil && uri.id == nil {
+            throw TokenError(
+                .uri, operation: "reading the key URI \(uri)",
+                detail: "name the key with object=LABEL or id=%XX (smime-milter tokens lists both)")
+        }
+
+        let found = try Self.find(uri: uri, modulePath: modulePath, pin: pin, generation: 0)
+        // This session joins the pool: closing a token's last session would log it out.
+        idle = [found.session]
+        open = 1
+        let module = found.binding.module
+        let session = found.session
+        let key = found.binding.key
+        id = try module.attribute(session: session, object: key, CKA_ID) ?? []
+        label = try module.attribute(session: session, object: key, CKA_LABEL).map {
+            String(decoding: $0, as: UTF8.self)
+        }
+        tokenLabel = found.tokenLabel
+        keyType = try TokenInventory.keyTypeOf(module: module, session: session, key: key)
+        certificate = try Self.certificate(module: module, session: session, id: id)
+        binding = found.binding
+    }
+
+    /// The schemes this key can sign with on this token, the default first.
+    public var schemes: [SignatureScheme] {
+        switch keyType {
+        case .rsa: [.rsaPKCS1, .rsaPSS]
+        case .ec: [.ecdsa]
+        case .other: []
+        }
+    }
+
+    // MARK: signing
+
+    /// Signs `data` (for CMS: the DER of the signed attributes) with `scheme` over `digest`.
+    ///
+    /// Uses the token's combined mechanism (`CKM_SHA256_RSA_PKCS`, ...) when it has one, else
+    /// hashes on the token (`C_Digest`) and signs the hash with the raw mechanism
+    /// (`CKM_RSA_PKCS` over a DigestInfo, `CKM_RSA_PKCS_PSS`, `CKM_ECDSA`).
+    public func sign(_ data: [UInt8], scheme: SignatureScheme? = nil, digest: DigestAlgorithm = .sha256)
+        throws -> [UInt8]
+    {
+        guard let scheme = scheme ?? keyType.defaultScheme, schemes.contains(scheme) else {
+            throw TokenError(
+                .unsupported, operation: "signing with \(keyType) key \(label ?? "")",
+                detail: "a \(keyType) key cannot sign with \(scheme?.rawValue ?? "any scheme")")
+        }
+        do {
+            return try withSession { lease in try sign(data, scheme: scheme, digest: digest, lease: lease) }
+        } catch let error as TokenError where error.isRecoverable {
+            logger.warning(
+                "token lost, finding it again",
+                metadata: ["token.label": "\(tokenLabel)", "token.error": "\(error)"])
+            do {
+                return try withSession { lease in try sign(data, scheme: scheme, digest: digest, lease: lease) }
+            } catch let second as TokenError where second.isRecoverable || second.code == .notFound {
+                throw TokenError(
+                    .unavailable, operation: "signing with token \(tokenLabel)", returnValue: second.returnValue,
+                    detail: "token unavailable after one recovery attempt (\(second.detail))")
+            }
+        }
+    }
+
+    private func sign(_ data: [UInt8], scheme: SignatureScheme, digest: DigestAlgorithm, lease: Lease) throws
+        -> [UInt8]
+    {
+        let module = lease.binding.module
+        let mechanisms = lease.binding.mechanisms
+        func run(_ mechanism: UInt, _ parameter: [UInt8]?, _ input: [UInt8]) throws -> [UInt8] {
+            try module.sign(
+                session: lease.session, key: lease.binding.key, mechanism: CK_MECHANISM_TYPE(mechanism),
+                parameter: parameter, input)
+        }
+        func hashed() throws -> [UInt8] {
+            try module.digest(session: lease.session, mechanism: digest.digestMechanism, data)
+        }
+        switch scheme {
+        case .rsaPKCS1:
+            let combined: UInt =
+                switch digest {
+                case .sha256: CKM_SHA256_RSA_PKCS
+                case .sha384: CKM_SHA384_RSA_PKCS
+                case .sha512: CKM_SHA512_RSA_PKCS
+                }
+            if mechanisms.contains(CK_MECHANISM_TYPE(combined)) {
+                return try run(combined, nil, data)
+            }
+            return try run(CKM_RSA_PKCS, nil, digest.digestInfoPrefix + hashed())
+        case .rsaPSS:
+            var parameters = CK_RSA_PKCS_PSS_PARAMS(
+                hashAlg: digest.digestMechanism, mgf: digest.mgf, sLen: CK_ULONG(digest.length))
+            let parameterBytes = withUnsafeBytes(of: &parameters) { Array($0) }
+            let combined: UInt =
+                switch digest {
+                case .sha256: CKM_SHA256_RSA_PKCS_PSS
+                case .sha384: CKM_SHA384_RSA_PKCS_PSS
+                case .sha512: CKM_SHA512_RSA_PKCS_PSS
+                }
+            if mechanisms.contains(CK_MECHANISM_TYPE(combined)) {
+                return try run(combined, parameterBytes, data)
+            }
+            return try run(CKM_RSA_PKCS_PSS, parameterBytes, hashed())
+        case .ecdsa:
+            let combined: UInt =
+                switch digest {
+                case .sha256: CKM_ECDSA_SHA256
+                case .sha384: CKM_ECDSA_SHA384
+                case .sha512: CKM_ECDSA_SHA512
+                }
+            let raw =
+                mechanisms.contains(CK_MECHANISM_TYPE(combined))
+                ? try run(combined, nil, data) : try run(CKM_ECDSA, nil, hashed())
+            return DER.ecdsaSignature(raw: raw)
+        }
+    }
+
+    // MARK: the session pool
+
+    /// Runs `body` with a logged-in session, waiting up to `waitTimeout` for one. A session that
+    /// failed with a recoverable error is not reused: the token is found again first.
+    private func withSession<R>(_ body: (Lease) throws -> R) throws -> R {
+        let lease = try acquire()
+        do {
+            let result = try body(lease)
+            release(lease, broken: false)
+            return result
+        } catch let error as TokenError where error.isRecoverable {
+            release(lease, broken: true)
+            throw error
+        } catch {
+            release(lease, broken: false)
+            throw error
+        }
+    }
+
+    private func acquire() throws -> Lease {
+        let deadline = Date(timeIntervalSinceNow: waitTimeout)
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if binding == nil {
+                // Found again under the lock: every waiting signer needs the same answer.
+                let found = try Self.find(uri: uri, modulePath: modulePath, pin: pin, generation: generation)
+                binding = found.binding
+                idle.append(found.session)
+                open += 1
+                logger.info("token found again", metadata: ["token.label": "\(tokenLabel)"])
+            }
+            let current = binding!
+            if let session = idle.popLast() {
+                return Lease(session: session, binding: current)
+            }
+            if open < poolSize {
+                let session = try current.module.openSession(slot: current.slot)
+                open += 1
+                return Lease(session: session, binding: current)
+            }
+            if !condition.wait(until: deadline) {
+                throw TokenError(
+                    .timeout, operation: "waiting for a session on token \(tokenLabel)",
+                    detail: "all \(poolSize) sessions stayed busy for \(waitTimeout) s; "
+                        + "raise the pool size or spread the load over more tokens")
+            }
+        }
+    }
+
+    private func release(_ lease: Lease, broken: Bool) {
+        condition.lock()
+        defer {
+            condition.broadcast()
+            condition.unlock()
+        }
+        let current = binding?.generation
+        if broken && current == lease.binding.generation {
+            // The first signer to see the failure drops the binding; sessions of that
+            // generation are closed as they come back.
+            for session in idle { lease.binding.module.closeSession(session) }
+            open -= idle.count
+            idle.removeAll()
+            binding = nil
+            generation += 1
+        }
+        if broken || current != lease.binding.generation {
+            lease.binding.module.closeSession(lease.session)
+            open -= 1
+        } else {
+            idle.append(lease.session)
+        }
+    }
+
+    // MARK: finding the token and the key
+
+    private struct Found {
+        let binding: Binding
+        let session: CK_SESSION_HANDLE
+        let tokenLabel: String
+    }
+
+    /// Finds the token and key a URI names, in the candidate modules, and returns a logged-in
+    /// session on it.
+    private static func find(uri: PKCS11URI, modulePath: String?, pin: PINSource?, generation: Int) throws -> Found
+    {
+        var seen: [String] = []
+        for module in try PKCS11Module.candidates(for: uri, modulePath: modulePath) {
+            for slot in try module.slots() {
+                var info = try module.tokenInfo(slot: slot)
+                guard info.flags & CK_FLAGS(CKF_TOKEN_INITIALIZED) != 0 else { continue }
+                let label = PKCS11URI.paddedString(&info.label) ?? ""
+                seen.append(label)
+                guard matches(uri.token, label), matches(uri.serial, PKCS11URI.paddedString(&info.serialNumber)),
+                    matches(uri.manufacturer, PKCS11URI.paddedString(&info.manufacturerID)),
+                    matches(uri.model, PKCS11URI.paddedString(&info.model))
+                else { continue }
+
+                let session = try module.openSession(slot: slot)
+                do {
+                    if info.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) != 0 || pin != nil {
+                        guard let pin else {
+                            throw TokenError(
+                                .pin, operation: "logging in to token \(label)",
+                                detail: "the token needs a PIN; add ?pin-source=file:/etc/smime-milter/pins/NAME to the key URI")
+                        }
+                        try module.login(session: session, pin: try pin.read(), token: label)
+                    }
+                    var template = AttributeTemplate()
+                    template.add(CKA_CLASS, ulong: UInt(CKO_PRIVATE_KEY))
+                    if let object = uri.object { template.add(CKA_LABEL, string: object) }
+                    if let id = uri.id { template.add(CKA_ID, bytes: id) }
+                    let keys = try module.findObjects(session: session, template)
+                    guard let key = keys.first else {
+                        throw TokenError(
+                            .notFound, operation: "finding the key on token \(label)",
+                            detail: "no private key matches \(uri); list the keys with smime-milter tokens")
+                    }
+                    guard keys.count == 1 else {
+                        throw TokenError(
+                            .notFound, operation: "finding the key on token \(label)",
+                            detail: "\(keys.count) private keys match \(uri); add object= or id= to name one")
+                    }
+                    let binding = Binding(
+                        module: module, slot: slot, key: key, mechanisms: try module.mechanisms(slot: slot),
+                        generation: generation)
+                    return Found(binding: binding, session: session, tokenLabel: label)
+                } catch {
+                    module.closeSession(session)
+                    throw error
+                }
+            }
+        }
+        let list = seen.isEmpty ? "no token is present" : "present: " + seen.joined(separator: ", ")
+        throw TokenError(
+            .notFound, operation: "finding token \(uri.token ?? uri.serial ?? "")",
+            detail: "no token matches \(uri) (\(list)); plug the token in or correct the URI")
+    }
+
+    private static func matches(_ wanted: String?, _ actual: String?) -> Bool {
+        guard let wanted else { return true }
+        return wanted == actual
+    }
+
+    private static func certificate(module: PKCS11Module, session: CK_SESSION_HANDLE, id: [UInt8]) throws
+        -> [UInt8]?
+    {
+        guard !id.isEmpty else { return nil }
+        var template = AttributeTemplate()
+        template.add(CKA_CLASS, ulong: UInt(CKO_CERTIFICATE))
+        template.add(CKA_ID, bytes: id)
+        guard let handle = try module.findObjects(session: session, template, limit: 1).first else { return nil }
+        return try module.attribute(session: session, object: handle, CKA_VALUE)
+    }
+
+    deinit {
+        condition.lock()
+        if let module = binding?.module {
+            for session in idle { module.closeSession(session) }
+        }
+        condition.unlock()
+    }
+}
+
+// MARK: - measurement
+
+extension TokenKey {
+    /// Signs `data` over and over on one dedicated session, bypassing the pool, and returns
+    /// signatures per second: the token's own limit, which `smime-milter bench` prints beside
+    /// the pool's rate.
+    public func measureRawSigning(seconds: Double, data: [UInt8], scheme: SignatureScheme? = nil) throws -> Double {
+        let scheme = scheme ?? keyType.defaultScheme ?? .rsaPKCS1
+        let lease = try acquire()
+        defer { release(lease, broken: false) }
+        let start = Date()
+        var count = 0
+        while Date().timeIntervalSince(start) < seconds {
+            _ = try sign(data, scheme: scheme, digest: .sha256, lease: lease)
+            count += 1
+        }
+        return Double(count) / Date().timeIntervalSince(start)
+    }
+}

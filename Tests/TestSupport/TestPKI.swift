@@ -1,0 +1,83 @@
+import Foundation
+
+/// The test PKI and SoftHSM token store of `scripts/make-test-pki.sh`, created once per test
+/// process in a fresh temporary directory (so runs never share state) and exported to SoftHSM
+/// through SOFTHSM2_CONF before any module is loaded.
+public final class TestPKI: Sendable {
+    public let directory: String
+    public let softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+    public let pin = "123456"
+
+    public static let shared: TestPKI = {
+        do {
+            return try TestPKI()
+        } catch {
+            fatalError("creating the test PKI failed: \(error)")
+        }
+    }()
+
+    private init() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "smime-milter-test-\(getpid())-\(UUID().uuidString.prefix(8))")
+        directory = base.path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let result = try TestPKI.run(["bash", TestPKI.repositoryRoot + "/scripts/make-test-pki.sh", directory])
+        guard result.status == 0 else {
+            throw NSError(domain: "TestPKI", code: Int(result.status), userInfo: [NSLocalizedDescriptionKey: result.output])
+        }
+        setenv("SOFTHSM2_CONF", directory + "/softhsm2.conf", 1)
+    }
+
+    /// The repository's top folder, found from this source file's location.
+    public static let repositoryRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+                return url.path
+            }
+        }
+        fatalError("Package.swift not found above \(#filePath)")
+    }()
+
+    public func path(_ relative: String) -> String { directory + "/" + relative }
+
+    /// The PIN file of a token, mode 0600.
+    public func pinFile(token: String) -> String { path("pins/\(token)") }
+
+    /// A key URI on one of the test tokens, with its PIN file.
+    public func keyURI(token: String, object: String) -> String {
+        "pkcs11:token=\(token);object=\(object);type=private?pin-source=file:\(pinFile(token: token))"
+    }
+
+    /// Runs a command, returning its exit status and combined output.
+    @discardableResult
+    public static func run(_ arguments: [String], input: [UInt8]? = nil, environment: [String: String] = [:]) throws
+        -> (status: Int32, output: String)
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        let stdin = Pipe()
+        process.standardInput = stdin
+        try process.run()
+        if let input { stdin.fileHandleForWriting.write(Data(input)) }
+        try stdin.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// A fresh temporary directory for one test.
+    public func temporaryDirectory(_ name: String) throws -> String {
+        let path = directory + "/tmp-\(name)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+}
