@@ -186,6 +186,32 @@ file_cert wrong-eku intermediate maychu@dienbien.gov.vn "serverAuth" "digitalSig
 file_cert untrusted untrusted stttt@dienbien.gov.vn "emailProtection" "digitalSignature, nonRepudiation" \
     "/C=VN/O=Giả mạo/CN=Sở Thông tin và Truyền thông"
 
+# A token nothing else logs in to, for wrong-PIN tests (PKCS#11 login is per token, so another
+# key logged in on the same token would hide a wrong PIN).
+init_token PIN-Test
+p11 --token-label PIN-Test --login --pin "$user_pin" --keypairgen --key-type rsa:2048 --id 01 --label pin-test >/dev/null
+
+# A token the recovery test deletes and re-creates: its key is imported from a file so that it
+# can be put back identically (softhsm2-util --import).
+file_cert recovery intermediate phuchoi@dienbien.gov.vn "emailProtection" "digitalSignature, nonRepudiation" \
+    "/C=VN/O=Sở Thông tin và Truyền thông tỉnh Điện Biên/CN=Khôi phục token"
+cat >"$dir/recreate-recovery-token.sh" <<SCRIPT
+#!/usr/bin/env bash
+# Deletes (if present) and re-creates the Recovery-Test token with the same key and certificate.
+set -e
+export SOFTHSM2_CONF="$dir/softhsm2.conf"
+softhsm2-util --delete-token --token Recovery-Test >/dev/null 2>&1 || true
+softhsm2-util --init-token --free --label Recovery-Test --so-pin $so_pin --pin $user_pin >/dev/null
+softhsm2-util --import "$dir/certs/recovery.key" --token Recovery-Test --label recovery --id 01 --pin $user_pin >/dev/null
+openssl x509 -in "$dir/certs/recovery.pem" -outform DER -out "$dir/certs/recovery.der"
+pkcs11-tool --module "$module" --token-label Recovery-Test --login --pin $user_pin \\
+    --write-object "$dir/certs/recovery.der" --type cert --id 01 --label recovery >/dev/null
+printf '%s' $user_pin >"$dir/pins/Recovery-Test"
+chmod 0600 "$dir/pins/Recovery-Test"
+SCRIPT
+chmod +x "$dir/recreate-recovery-token.sh"
+"$dir/recreate-recovery-token.sh"
+
 openssl ca -config "$dir/ca/intermediate.cnf" -revoke "$dir/certs/revoked.pem" -crl_reason keyCompromise 2>/dev/null
 openssl ca -config "$dir/ca/intermediate.cnf" -gencrl -out "$dir/ca/intermediate.crl.pem" 2>/dev/null
 openssl ca -config "$dir/ca/root.cnf" -gencrl -out "$dir/ca/root.crl.pem" 2>/dev/null

@@ -12,6 +12,10 @@ public final class PKCS11Module: @unchecked Sendable {
     public let path: String?
     let functions: UnsafeMutablePointer<CK_FUNCTION_LIST>
     private let release: () -> Void
+    /// Every call holds this for reading; `reinitialize` holds it for writing, so that no call is
+    /// inside the module while it is finalised.
+    private let callLock = ReadWriteLock()
+    private var lastReinitialization = Date.distantPast
 
     private init(
         name: String, path: String?, functions: UnsafeMutablePointer<CK_FUNCTION_LIST>,
@@ -126,6 +130,20 @@ public final class PKCS11Module: @unchecked Sendable {
         return all
     }
 
+    /// Finalises and initialises the module again, so that it scans for tokens anew: some
+    /// modules (SoftHSM among them) see a token that was removed and re-created only then. Every
+    /// session of the module dies with it; their holders recover as after a token removal. Done
+    /// at most once per `interval`, so an absent token does not restart the module per message.
+    /// Returns whether it ran.
+    func reinitialize(notWithin interval: TimeInterval) -> Bool {
+        callLock.write {
+            guard Date().timeIntervalSince(lastReinitialization) >= interval else { return false }
+            lastReinitialization = Date()
+            _ = p11_kit_module_finalize(functions)
+            return p11_kit_module_initialize(functions) == CKR_OK
+        }
+    }
+
     // MARK: raw calls, each turning CK_RV into TokenError
 
     func check(_ rv: CK_RV, _ operation: @autoclosure () -> String, _ detail: @autoclosure () -> String = "")
@@ -163,80 +181,96 @@ public final class PKCS11Module: @unchecked Sendable {
     }
 
     func slots(tokenPresent: Bool = true) throws -> [CK_SLOT_ID] {
-        var count: CK_ULONG = 0
-        let present = CK_BBOOL(tokenPresent ? CK_TRUE : CK_FALSE)
-        try check(functions.pointee.C_GetSlotList(present, nil, &count), "C_GetSlotList of \(name)")
-        var slots = [CK_SLOT_ID](repeating: 0, count: Int(count))
-        try check(functions.pointee.C_GetSlotList(present, &slots, &count), "C_GetSlotList of \(name)")
-        return Array(slots.prefix(Int(count)))
+        try callLock.read {
+            var count: CK_ULONG = 0
+            let present = CK_BBOOL(tokenPresent ? CK_TRUE : CK_FALSE)
+            try check(functions.pointee.C_GetSlotList(present, nil, &count), "C_GetSlotList of \(name)")
+            var slots = [CK_SLOT_ID](repeating: 0, count: Int(count))
+            try check(functions.pointee.C_GetSlotList(present, &slots, &count), "C_GetSlotList of \(name)")
+            return Array(slots.prefix(Int(count)))
+        }
     }
 
     func tokenInfo(slot: CK_SLOT_ID) throws -> CK_TOKEN_INFO {
-        var info = CK_TOKEN_INFO()
-        try check(functions.pointee.C_GetTokenInfo(slot, &info), "C_GetTokenInfo of slot \(slot)")
-        return info
+        try callLock.read {
+            var info = CK_TOKEN_INFO()
+            try check(functions.pointee.C_GetTokenInfo(slot, &info), "C_GetTokenInfo of slot \(slot)")
+            return info
+        }
     }
 
     func mechanisms(slot: CK_SLOT_ID) throws -> Set<CK_MECHANISM_TYPE> {
-        var count: CK_ULONG = 0
-        try check(functions.pointee.C_GetMechanismList(slot, nil, &count), "C_GetMechanismList")
-        var list = [CK_MECHANISM_TYPE](repeating: 0, count: Int(count))
-        try check(functions.pointee.C_GetMechanismList(slot, &list, &count), "C_GetMechanismList")
-        return Set(list.prefix(Int(count)))
+        try callLock.read {
+            var count: CK_ULONG = 0
+            try check(functions.pointee.C_GetMechanismList(slot, nil, &count), "C_GetMechanismList")
+            var list = [CK_MECHANISM_TYPE](repeating: 0, count: Int(count))
+            try check(functions.pointee.C_GetMechanismList(slot, &list, &count), "C_GetMechanismList")
+            return Set(list.prefix(Int(count)))
+        }
     }
 
     func openSession(slot: CK_SLOT_ID) throws -> CK_SESSION_HANDLE {
-        var session: CK_SESSION_HANDLE = 0
-        try check(
-            functions.pointee.C_OpenSession(slot, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &session),
-            "C_OpenSession on slot \(slot)")
-        return session
+        try callLock.read {
+            var session: CK_SESSION_HANDLE = 0
+            try check(
+                functions.pointee.C_OpenSession(slot, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &session),
+                "C_OpenSession on slot \(slot)")
+            return session
+        }
     }
 
     func closeSession(_ session: CK_SESSION_HANDLE) {
-        _ = functions.pointee.C_CloseSession(session)
+        callLock.read {
+            _ = functions.pointee.C_CloseSession(session)
+        }
     }
 
     /// Logs the user in; an already logged-in token is fine (login is per token, not per session).
     func login(session: CK_SESSION_HANDLE, pin: [UInt8], token: String) throws {
-        var pin = pin
-        defer { for index in pin.indices { pin[index] = 0 } }
-        let rv = pin.withUnsafeMutableBufferPointer { buffer in
-            functions.pointee.C_Login(session, CK_USER_TYPE(CKU_USER), buffer.baseAddress, CK_ULONG(buffer.count))
+        try callLock.read {
+            var pin = pin
+            defer { for index in pin.indices { pin[index] = 0 } }
+            let rv = pin.withUnsafeMutableBufferPointer { buffer in
+                functions.pointee.C_Login(session, CK_USER_TYPE(CKU_USER), buffer.baseAddress, CK_ULONG(buffer.count))
+            }
+            if rv == CKR_USER_ALREADY_LOGGED_IN { return }
+            try check(rv, "C_Login to token \(token)")
         }
-        if rv == CKR_USER_ALREADY_LOGGED_IN { return }
-        try check(rv, "C_Login to token \(token)")
     }
 
     /// Object handles matching a template.
     func findObjects(session: CK_SESSION_HANDLE, _ template: AttributeTemplate, limit: Int = 64) throws
         -> [CK_OBJECT_HANDLE]
     {
-        try template.withAttributes { attributes, count in
-            try check(functions.pointee.C_FindObjectsInit(session, attributes, count), "C_FindObjectsInit")
+        try callLock.read {
+            try template.withAttributes { attributes, count in
+                try check(functions.pointee.C_FindObjectsInit(session, attributes, count), "C_FindObjectsInit")
+            }
+            defer { _ = functions.pointee.C_FindObjectsFinal(session) }
+            var handles = [CK_OBJECT_HANDLE](repeating: 0, count: limit)
+            var found: CK_ULONG = 0
+            try check(
+                functions.pointee.C_FindObjects(session, &handles, CK_ULONG(limit), &found), "C_FindObjects")
+            return Array(handles.prefix(Int(found)))
         }
-        defer { _ = functions.pointee.C_FindObjectsFinal(session) }
-        var handles = [CK_OBJECT_HANDLE](repeating: 0, count: limit)
-        var found: CK_ULONG = 0
-        try check(
-            functions.pointee.C_FindObjects(session, &handles, CK_ULONG(limit), &found), "C_FindObjects")
-        return Array(handles.prefix(Int(found)))
     }
 
     /// The value of one attribute, or nil when the object has none (or it is sensitive).
     func attribute(session: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE, _ type: UInt) throws -> [UInt8]? {
-        var attribute = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(type), pValue: nil, ulValueLen: 0)
-        var rv = functions.pointee.C_GetAttributeValue(session, object, &attribute, 1)
-        if rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_SENSITIVE { return nil }
-        try check(rv, "C_GetAttributeValue")
-        if attribute.ulValueLen == CK_ULONG.max { return nil }
-        var value = [UInt8](repeating: 0, count: Int(attribute.ulValueLen))
-        rv = value.withUnsafeMutableBytes { buffer in
-            attribute.pValue = buffer.baseAddress
-            return functions.pointee.C_GetAttributeValue(session, object, &attribute, 1)
+        try callLock.read {
+            var attribute = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(type), pValue: nil, ulValueLen: 0)
+            var rv = functions.pointee.C_GetAttributeValue(session, object, &attribute, 1)
+            if rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_SENSITIVE { return nil }
+            try check(rv, "C_GetAttributeValue")
+            if attribute.ulValueLen == CK_ULONG.max { return nil }
+            var value = [UInt8](repeating: 0, count: Int(attribute.ulValueLen))
+            rv = value.withUnsafeMutableBytes { buffer in
+                attribute.pValue = buffer.baseAddress
+                return functions.pointee.C_GetAttributeValue(session, object, &attribute, 1)
+            }
+            try check(rv, "C_GetAttributeValue")
+            return Array(value.prefix(Int(attribute.ulValueLen)))
         }
-        try check(rv, "C_GetAttributeValue")
-        return Array(value.prefix(Int(attribute.ulValueLen)))
     }
 
     func ulongAttribute(session: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE, _ type: UInt) throws -> UInt? {
@@ -248,19 +282,21 @@ public final class PKCS11Module: @unchecked Sendable {
 
     /// Digests `data` on the token (for mechanisms that sign a precomputed hash).
     func digest(session: CK_SESSION_HANDLE, mechanism: CK_MECHANISM_TYPE, _ data: [UInt8]) throws -> [UInt8] {
-        var mech = CK_MECHANISM(mechanism: mechanism, pParameter: nil, ulParameterLen: 0)
-        try check(functions.pointee.C_DigestInit(session, &mech), "C_DigestInit")
-        var output = [UInt8](repeating: 0, count: 64)
-        var length = CK_ULONG(output.count)
-        var input = data
-        let rv = input.withUnsafeMutableBufferPointer { inputBuffer in
-            output.withUnsafeMutableBufferPointer { outputBuffer in
-                functions.pointee.C_Digest(
-                    session, inputBuffer.baseAddress, CK_ULONG(inputBuffer.count), outputBuffer.baseAddress, &length)
+        try callLock.read {
+            var mech = CK_MECHANISM(mechanism: mechanism, pParameter: nil, ulParameterLen: 0)
+            try check(functions.pointee.C_DigestInit(session, &mech), "C_DigestInit")
+            var output = [UInt8](repeating: 0, count: 64)
+            var length = CK_ULONG(output.count)
+            var input = data
+            let rv = input.withUnsafeMutableBufferPointer { inputBuffer in
+                output.withUnsafeMutableBufferPointer { outputBuffer in
+                    functions.pointee.C_Digest(
+                        session, inputBuffer.baseAddress, CK_ULONG(inputBuffer.count), outputBuffer.baseAddress, &length)
+                }
             }
+            try check(rv, "C_Digest")
+            return Array(output.prefix(Int(length)))
         }
-        try check(rv, "C_Digest")
-        return Array(output.prefix(Int(length)))
     }
 
     /// One C_SignInit + C_Sign. The buffer is large enough for RSA-8192 and every curve, so a
@@ -270,33 +306,35 @@ public final class PKCS11Module: @unchecked Sendable {
         session: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE, mechanism: CK_MECHANISM_TYPE,
         parameter: [UInt8]?, _ data: [UInt8]
     ) throws -> [UInt8] {
-        var parameter = parameter ?? []
-        let initRV = parameter.withUnsafeMutableBytes { buffer in
-            var mech = CK_MECHANISM(
-                mechanism: mechanism, pParameter: buffer.isEmpty ? nil : buffer.baseAddress,
-                ulParameterLen: CK_ULONG(buffer.count))
-            return functions.pointee.C_SignInit(session, &mech, key)
-        }
-        try check(initRV, "C_SignInit")
-        var input = data
-        var output = [UInt8](repeating: 0, count: 1024)
-        var length = CK_ULONG(output.count)
-        func call() -> CK_RV {
-            input.withUnsafeMutableBufferPointer { inputBuffer in
-                output.withUnsafeMutableBufferPointer { outputBuffer in
-                    functions.pointee.C_Sign(
-                        session, inputBuffer.baseAddress, CK_ULONG(inputBuffer.count), outputBuffer.baseAddress,
-                        &length)
+        try callLock.read {
+            var parameter = parameter ?? []
+            let initRV = parameter.withUnsafeMutableBytes { buffer in
+                var mech = CK_MECHANISM(
+                    mechanism: mechanism, pParameter: buffer.isEmpty ? nil : buffer.baseAddress,
+                    ulParameterLen: CK_ULONG(buffer.count))
+                return functions.pointee.C_SignInit(session, &mech, key)
+            }
+            try check(initRV, "C_SignInit")
+            var input = data
+            var output = [UInt8](repeating: 0, count: 1024)
+            var length = CK_ULONG(output.count)
+            func call() -> CK_RV {
+                input.withUnsafeMutableBufferPointer { inputBuffer in
+                    output.withUnsafeMutableBufferPointer { outputBuffer in
+                        functions.pointee.C_Sign(
+                            session, inputBuffer.baseAddress, CK_ULONG(inputBuffer.count), outputBuffer.baseAddress,
+                            &length)
+                    }
                 }
             }
+            var rv = call()
+            if rv == CKR_BUFFER_TOO_SMALL {
+                output = [UInt8](repeating: 0, count: Int(length))
+                rv = call()
+            }
+            try check(rv, "C_Sign")
+            return Array(output.prefix(Int(length)))
         }
-        var rv = call()
-        if rv == CKR_BUFFER_TOO_SMALL {
-            output = [UInt8](repeating: 0, count: Int(length))
-            rv = call()
-        }
-        try check(rv, "C_Sign")
-        return Array(output.prefix(Int(length)))
     }
 }
 
@@ -335,5 +373,25 @@ struct AttributeTemplate {
         return try attributes.withUnsafeMutableBufferPointer { buffer in
             try body(buffer.baseAddress, CK_ULONG(buffer.count))
         }
+    }
+}
+
+/// A pthread read/write lock: many readers, or one writer.
+final class ReadWriteLock: @unchecked Sendable {
+    private var lock = pthread_rwlock_t()
+
+    init() { pthread_rwlock_init(&lock, nil) }
+    deinit { pthread_rwlock_destroy(&lock) }
+
+    func read<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_rwlock_rdlock(&lock)
+        defer { pthread_rwlock_unlock(&lock) }
+        return try body()
+    }
+
+    func write<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_rwlock_wrlock(&lock)
+        defer { pthread_rwlock_unlock(&lock) }
+        return try body()
     }
 }

@@ -95,6 +95,12 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
                 default: nil
                 }
         }
+        if type == nil, let value = Self.pathAttribute("type", in: text) {
+            // p11-kit ignores a type it does not know; a key URI that names one is a mistake.
+            throw TokenError(
+                .uri, operation: "parsing the key URI",
+                detail: "'\(Self.redacted(text))' has type=\(value); use private, public, cert, secret-key or data")
+        }
         pinSource = p11_kit_uri_get_pin_source(uri).map { String(cString: $0) }
         pinValue = p11_kit_uri_get_pin_value(uri).map { String(cString: $0) }
         moduleName = p11_kit_uri_get_module_name(uri).map { String(cString: $0) }
@@ -122,6 +128,15 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
     }
 
     // MARK: helpers
+
+    /// The raw value of a path attribute (before the query), if present.
+    static func pathAttribute(_ name: String, in text: String) -> String? {
+        let path = text.dropFirst("pkcs11:".count).prefix(while: { $0 != "?" })
+        for part in path.split(separator: ";") where part.hasPrefix(name + "=") {
+            return String(part.dropFirst(name.count + 1))
+        }
+        return nil
+    }
 
     /// A URI as it may appear in a log or error: any pin-value is replaced.
     static func redacted(_ text: String) -> String {

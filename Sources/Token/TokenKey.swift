@@ -24,6 +24,8 @@ public final class TokenKey: @unchecked Sendable {
     public let poolSize: Int
     /// How long `sign` waits for a free session before giving up.
     public let waitTimeout: TimeInterval
+    /// How often at most the module is restarted to look for a lost token.
+    public let moduleRestartInterval: TimeInterval
 
     private let modulePath: String?
     private let pin: PINSource?
@@ -33,7 +35,7 @@ public final class TokenKey: @unchecked Sendable {
 
     /// Where the key was last found: module, slot and object handle, and a generation that
     /// changes whenever the token is found again.
-    private struct Binding {
+    struct Binding {
         let module: PKCS11Module
         let slot: CK_SLOT_ID
         let key: CK_OBJECT_HANDLE
@@ -41,7 +43,7 @@ public final class TokenKey: @unchecked Sendable {
         let generation: Int
     }
 
-    private struct Lease {
+    struct Lease {
         let session: CK_SESSION_HANDLE
         let binding: Binding
     }
@@ -50,6 +52,8 @@ public final class TokenKey: @unchecked Sendable {
     private var binding: Binding?
     private var idle: [CK_SESSION_HANDLE] = []
     private var open = 0
+    /// The most sessions ever open at once (for tests of the pool bound).
+    private(set) var peakSessions = 1
     private var generation = 0
 
     /// Finds the key named by `uri`, logs in and reads its certificate.
@@ -59,10 +63,13 @@ public final class TokenKey: @unchecked Sendable {
     ///     module registered with p11-kit.
     ///   - poolSize: sessions signing at once (USB tokens serialise; 2 keeps one ready).
     ///   - waitTimeout: how long a signer waits for a free session.
+    ///   - moduleRestartInterval: the least time between two restarts of the module while the
+    ///     token is missing (see `PKCS11Module.reinitialize`).
     public init(
         uri: PKCS11URI, modulePath: String? = nil, poolSize: Int = 2, waitTimeout: TimeInterval = 10,
-        logger: Logger = Logger(label: "smime-milter.token")
+        moduleRestartInterval: TimeInterval = 5, logger: Logger = Logger(label: "smime-milter.token")
     ) throws {
+        self.moduleRestartInterval = moduleRestartInterval
         self.uri = uri
         self.modulePath = modulePath
         self.poolSize = max(1, poolSize)
@@ -209,14 +216,26 @@ public final class TokenKey: @unchecked Sendable {
         }
     }
 
-    private func acquire() throws -> Lease {
+    func acquire() throws -> Lease {
         let deadline = Date(timeIntervalSinceNow: waitTimeout)
         condition.lock()
         defer { condition.unlock() }
         while true {
             if binding == nil {
                 // Found again under the lock: every waiting signer needs the same answer.
-                let found = try Self.find(uri: uri, modulePath: modulePath, pin: pin, generation: generation)
+                let found = try Self.find(
+                    uri: uri, modulePath: modulePath, pin: pin, generation: generation,
+                    restartInterval: moduleRestartInterval)
+                if let certificate {
+                    let current = try? Self.certificate(module: found.binding.module, session: found.session, id: id)
+                    guard current == certificate else {
+                        found.binding.module.closeSession(found.session)
+                        throw TokenError(
+                            .unavailable, operation: "finding token \(tokenLabel) again",
+                            detail: "the token came back with a different certificate for this key; "
+                                + "reload smime-milter (systemctl reload smime-milter) to use the new one")
+                    }
+                }
                 binding = found.binding
                 idle.append(found.session)
                 open += 1
@@ -229,6 +248,7 @@ public final class TokenKey: @unchecked Sendable {
             if open < poolSize {
                 let session = try current.module.openSession(slot: current.slot)
                 open += 1
+                peakSessions = max(peakSessions, open)
                 return Lease(session: session, binding: current)
             }
             if !condition.wait(until: deadline) {
@@ -240,7 +260,7 @@ public final class TokenKey: @unchecked Sendable {
         }
     }
 
-    private func release(_ lease: Lease, broken: Bool) {
+    func release(_ lease: Lease, broken: Bool) {
         condition.lock()
         defer {
             condition.broadcast()
@@ -274,12 +294,29 @@ public final class TokenKey: @unchecked Sendable {
 
     /// Finds the token and key a URI names, in the candidate modules, and returns a logged-in
     /// session on it.
-    private static func find(uri: PKCS11URI, modulePath: String?, pin: PINSource?, generation: Int) throws -> Found
+    private static func find(
+        uri: PKCS11URI, modulePath: String?, pin: PINSource?, generation: Int, restartInterval: TimeInterval = 0
+    ) throws -> Found {
+        let modules = try PKCS11Module.candidates(for: uri, modulePath: modulePath)
+        do {
+            return try scan(modules, uri: uri, pin: pin, generation: generation)
+        } catch let error as TokenError where error.code == .notFound && generation > 0 {
+            // Only when finding a token again: some modules notice a re-inserted (or re-created)
+            // token only after a restart of the module.
+            let restarted = modules.filter { $0.reinitialize(notWithin: restartInterval) }
+            guard !restarted.isEmpty else { throw error }
+            return try scan(restarted, uri: uri, pin: pin, generation: generation)
+        }
+    }
+
+    private static func scan(_ modules: [PKCS11Module], uri: PKCS11URI, pin: PINSource?, generation: Int) throws
+        -> Found
     {
         var seen: [String] = []
-        for module in try PKCS11Module.candidates(for: uri, modulePath: modulePath) {
+        for module in modules {
             for slot in try module.slots() {
-                var info = try module.tokenInfo(slot: slot)
+                // A slot whose token just went away may fail here; the token may be in another.
+                guard var info = try? module.tokenInfo(slot: slot) else { continue }
                 guard info.flags & CK_FLAGS(CKF_TOKEN_INITIALIZED) != 0 else { continue }
                 let label = PKCS11URI.paddedString(&info.label) ?? ""
                 seen.append(label)

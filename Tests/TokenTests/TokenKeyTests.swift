@@ -1,0 +1,232 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import Token
+
+@Suite struct TokenKeyTests {
+    let pki = TestPKI.shared
+    let data = Array("signed attributes stand-in: Sở Thông tin và Truyền thông".utf8)
+
+    func key(_ token: String, _ object: String, poolSize: Int = 2, waitTimeout: TimeInterval = 10) throws -> TokenKey {
+        try TokenKey(
+            uri: PKCS11URI(parsing: pki.keyURI(token: token, object: object)), modulePath: pki.softHSMModule,
+            poolSize: poolSize, waitTimeout: waitTimeout)
+    }
+
+    // MARK: finding and logging in
+
+    @Test func findsTheKeyAndItsCertificateByLabel() throws {
+        let key = try key("STTTT-DienBien", "unit-seal")
+        #expect(key.keyType == .rsa(bits: 2048))
+        #expect(key.id == [0x01])
+        #expect(key.tokenLabel == "STTTT-DienBien")
+        let pem = try String(contentsOfFile: pki.path("certs/STTTT-DienBien-unit-seal.pem"), encoding: .utf8)
+        let der = try TestPKI.run(["bash", "-c", "openssl x509 -outform DER | base64 -w0"], input: Array(pem.utf8))
+        #expect(key.certificate.map { Data($0).base64EncodedString() } == der.output)
+    }
+
+    @Test func findsTheKeyByID() throws {
+        let uri = try PKCS11URI(
+            parsing: "pkcs11:token=STTTT-DienBien;id=%02?pin-source=file:\(pki.pinFile(token: "STTTT-DienBien"))")
+        let key = try TokenKey(uri: uri, modulePath: pki.softHSMModule)
+        #expect(key.label == "vanthu")
+        #expect(key.certificate != nil)
+    }
+
+    @Test func aWrongPINIsRefusedByItsName() throws {
+        let directory = try pki.temporaryDirectory("wrong-pin")
+        let pinFile = directory + "/pin"
+        try "999999".write(toFile: pinFile, atomically: false, encoding: .utf8)
+        chmod(pinFile, 0o600)
+        let uri = try PKCS11URI(parsing: "pkcs11:token=PIN-Test;object=pin-test?pin-source=file:\(pinFile)")
+        #expect {
+            try TokenKey(uri: uri, modulePath: pki.softHSMModule)
+        } throws: { error in
+            let error = error as? TokenError
+            return error?.code == .pin && error?.returnValueName == "CKR_PIN_INCORRECT"
+                && error?.operation == "C_Login to token PIN-Test" && error?.description.contains("999999") == false
+        }
+    }
+
+    @Test func aMissingPINSourceSaysWhatToAdd() throws {
+        let uri = try PKCS11URI(parsing: "pkcs11:token=PIN-Test;object=pin-test")
+        #expect {
+            try TokenKey(uri: uri, modulePath: pki.softHSMModule)
+        } throws: { error in
+            (error as? TokenError)?.code == .pin && "\(error)".contains("pin-source=file:")
+        }
+    }
+
+    @Test func aWorldReadablePINFileIsRefusedBeforeLogin() throws {
+        let directory = try pki.temporaryDirectory("loose-pin")
+        let pinFile = directory + "/pin"
+        try pki.pin.write(toFile: pinFile, atomically: false, encoding: .utf8)
+        chmod(pinFile, 0o644)
+        let uri = try PKCS11URI(parsing: "pkcs11:token=PIN-Test;object=pin-test?pin-source=file:\(pinFile)")
+        #expect {
+            try TokenKey(uri: uri, modulePath: pki.softHSMModule)
+        } throws: { "\($0)".contains("chmod 0600") }
+    }
+
+    @Test func anAbsentTokenIsNamedWithTheTokensPresent() throws {
+        #expect {
+            try key("No-Such-Token", "unit-seal")
+        } throws: { error in
+            (error as? TokenError)?.code == .notFound && "\(error)".contains("STTTT-DienBien")
+        }
+    }
+
+    @Test func anAbsentKeyPointsToTheTokensCommand() throws {
+        #expect {
+            try key("STTTT-DienBien", "no-such-key")
+        } throws: { "\($0)".contains("smime-milter tokens") }
+    }
+
+    // MARK: mechanisms, each checked by OpenSSL against the certificate
+
+    @Test(arguments: [DigestAlgorithm.sha256, .sha384, .sha512])
+    func rsaPKCS1SignatureVerifiesInOpenSSL(digest: DigestAlgorithm) throws {
+        let key = try key("STTTT-DienBien", "unit-seal")
+        let signature = try key.sign(data, scheme: .rsaPKCS1, digest: digest)
+        #expect(signature.count == 256)
+        let result = try OpenSSLTool.verify(
+            signature: signature, data: data, certificatePEM: pki.path("certs/STTTT-DienBien-unit-seal.pem"),
+            digest: digest.rawValue.replacingOccurrences(of: "-", with: ""), in: try pki.temporaryDirectory("pkcs1"))
+        #expect(result.ok, "\(result.output)")
+    }
+
+    @Test(arguments: [DigestAlgorithm.sha256, .sha512])
+    func rsaPSSSignatureVerifiesInOpenSSL(digest: DigestAlgorithm) throws {
+        let key = try key("STTTT-DienBien", "vanthu")
+        let signature = try key.sign(data, scheme: .rsaPSS, digest: digest)
+        let result = try OpenSSLTool.verify(
+            signature: signature, data: data, certificatePEM: pki.path("certs/STTTT-DienBien-vanthu.pem"),
+            digest: digest.rawValue.replacingOccurrences(of: "-", with: ""), pss: true,
+            in: try pki.temporaryDirectory("pss"))
+        #expect(result.ok, "\(result.output)")
+    }
+
+    @Test(arguments: [DigestAlgorithm.sha256, .sha384])
+    func ecdsaSignatureIsDEREncodedAndVerifiesInOpenSSL(digest: DigestAlgorithm) throws {
+        let key = try key("UBND-MuongLay", "unit-seal")
+        #expect(key.keyType == .ec(curve: "P-256", bits: 256))
+        #expect(key.schemes == [.ecdsa])
+        let signature = try key.sign(data, digest: digest)
+        #expect(signature.first == 0x30)
+        let result = try OpenSSLTool.verify(
+            signature: signature, data: data, certificatePEM: pki.path("certs/UBND-MuongLay-unit-seal.pem"),
+            digest: digest.rawValue.replacingOccurrences(of: "-", with: ""), in: try pki.temporaryDirectory("ecdsa"))
+        #expect(result.ok, "\(result.output)")
+    }
+
+    @Test func anECKeyRefusesRSASchemes() throws {
+        let key = try key("UBND-MuongLay", "unit-seal")
+        #expect { try key.sign(data, scheme: .rsaPSS) } throws: { ($0 as? TokenError)?.code == .unsupported }
+    }
+
+    @Test func derIntegersAreMinimalAndPositive() {
+        #expect(DER.integer([0x00, 0x00, 0x7F]) == [0x02, 0x01, 0x7F])
+        #expect(DER.integer([0x80]) == [0x02, 0x02, 0x00, 0x80])
+        #expect(DER.integer([0x00]) == [0x02, 0x01, 0x00])
+        #expect(DER.length(200) == [0x81, 200])
+        #expect(DER.length(300) == [0x82, 0x01, 0x2C])
+    }
+
+    // MARK: the pool
+
+    @Test func eightThreadsSignAtOnceThroughAPoolOfTwo() throws {
+        let key = try key("STTTT-DienBien", "unit-seal", poolSize: 2)
+        // PKCS#1 v1.5 is deterministic: every signature must equal the reference.
+        let reference = try key.sign(data)
+        let results = Results()
+        // Real threads, as libmilter gives each connection: concurrentPerform may run the
+        // iterations one after another on a busy machine.
+        let group = DispatchGroup()
+        let data = data
+        for _ in 0..<8 {
+            group.enter()
+            Thread.detachNewThread {
+                for _ in 0..<10 {
+                    results.add(Result { try key.sign(data) })
+                }
+                group.leave()
+            }
+        }
+        group.wait()
+        let all = results.all
+        #expect(all.count == 80)
+        for result in all {
+            #expect(try result.get() == reference)
+        }
+        #expect(key.peakSessions <= 2)
+        #expect(key.peakSessions == 2)
+    }
+
+    @Test func aSignerWaitingPastTheDeadlineGetsAClearTimeout() throws {
+        let key = try key("UBND-MuongLay", "unit-seal", poolSize: 1, waitTimeout: 0.3)
+        let held = try key.acquire()
+        defer { key.release(held, broken: false) }
+        let start = Date()
+        #expect {
+            try key.sign(data)
+        } throws: { error in
+            (error as? TokenError)?.code == .timeout && "\(error)".contains("all 1 sessions stayed busy")
+        }
+        let waited = Date().timeIntervalSince(start)
+        #expect(waited >= 0.3 && waited < 5)
+    }
+
+    // MARK: recovery
+
+    /// The token is really deleted and re-created on disk by softhsm2-util, as a USB token is
+    /// pulled and put back. A private copy of the SoftHSM library keeps this test's module
+    /// restarts away from the other tests running at the same time.
+    @Test func signingRecoversAfterTheTokenDisappearsAndComesBack() throws {
+        let directory = try pki.temporaryDirectory("recovery")
+        let moduleCopy = directory + "/libsofthsm2-copy.so"
+        let library = URL(fileURLWithPath: pki.softHSMModule).resolvingSymlinksInPath().path
+        try FileManager.default.copyItem(atPath: library, toPath: moduleCopy)
+        let key = try TokenKey(
+            uri: PKCS11URI(parsing: pki.keyURI(token: "Recovery-Test", object: "recovery")), modulePath: moduleCopy,
+            moduleRestartInterval: 0)
+        let before = try key.sign(data)
+
+        // Gone: one recovery attempt, then a clear "token unavailable".
+        let deleted = try TestPKI.run(["softhsm2-util", "--delete-token", "--token", "Recovery-Test"])
+        #expect(deleted.status == 0, "\(deleted.output)")
+        #expect {
+            try key.sign(data)
+        } throws: { error in
+            (error as? TokenError)?.code == .unavailable && "\(error)".contains("token unavailable")
+        }
+
+        // Back, with the same key: found again, logged in again, signing as before.
+        let recreated = try TestPKI.run(["bash", pki.path("recreate-recovery-token.sh")])
+        #expect(recreated.status == 0, "\(recreated.output)")
+        let after = try key.sign(data)
+        #expect(after == before)
+
+        // Broken under a live session (a session handle the module no longer knows): retried once.
+        let again = try TestPKI.run(["bash", pki.path("recreate-recovery-token.sh")])
+        #expect(again.status == 0)
+        #expect(try key.sign(data) == before)
+    }
+}
+
+final class Results: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<[UInt8], any Error>] = []
+
+    func add(_ result: Result<[UInt8], any Error>) {
+        lock.lock()
+        results.append(result)
+        lock.unlock()
+    }
+
+    var all: [Result<[UInt8], any Error>] {
+        lock.lock()
+        defer { lock.unlock() }
+        return results
+    }
+}

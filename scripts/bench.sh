@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Benchmarks, each with its baseline in the same run.
+#   scripts/bench.sh BINARY DEMO_DIR
+set -euo pipefail
+bin=$1
+demo=$2
+export SOFTHSM2_CONF="$demo/softhsm2.conf"
+module=/usr/lib/softhsm/libsofthsm2.so
+seconds=${BENCH_SECONDS:-3}
+
+echo "== token: raw C_Sign on one session versus the session pool (RSA-2048)"
+"$bin" bench token --module "$module" --seconds "$seconds" \
+    --key "pkcs11:token=STTTT-DienBien;object=unit-seal;type=private?pin-source=file:$demo/pins/STTTT-DienBien"
+echo
+echo "== token: ECDSA P-256"
+"$bin" bench token --module "$module" --seconds "$seconds" \
+    --key "pkcs11:token=UBND-MuongLay;object=unit-seal;type=private?pin-source=file:$demo/pins/UBND-MuongLay"
+echo
+echo "== OpenSSL's own RSA-2048 signing rate on this machine (software key, for comparison)"
+openssl speed -seconds "$seconds" rsa2048 2>/dev/null | grep -E "^rsa 2048|^ *sign" || true

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages smime-milter builds, runs and is tested with, when missing.
+#   scripts/install-deps.sh          what the build and `make run` need
+#   scripts/install-deps.sh test     plus the independent verifiers and peers the tests use
+set -euo pipefail
+
+packages=(libmilter-dev libssl-dev libp11-kit-dev p11-kit softhsm2 opensc openssl pkg-config)
+if [ "${1:-}" = test ]; then
+    packages+=(gpgsm libnss3-tools postfix swaks python3-pip)
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing Debian packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "installing: ${missing[*]}"
+    # Postfix asks how to configure itself; the tests run their own instances, so: none.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    echo "postfix postfix/mailname string localhost" | debconf-set-selections
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = test ] && ! python3 -c "import miltertest" 2>/dev/null; then
+    python3 -m pip install -q miltertest pytest
+fi
