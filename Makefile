@@ -4,6 +4,7 @@ STATE ?= $(CURDIR)/state
 DEMO := $(STATE)/demo
 SWIFTFLAGS := -Xswiftc -warnings-as-errors
 BIN := .build/debug/smime-milter
+RELEASE_BIN := .build/release/smime-milter
 
 .PHONY: all deps test-deps build run demo-pki test bench clean
 
@@ -29,8 +30,10 @@ test: test-deps
 	$(SWIFT) build --build-tests $(SWIFTFLAGS)
 	$(SWIFT) test --skip-build
 
-bench: build demo-pki
-	@scripts/bench.sh $(BIN) $(DEMO)
+# Benchmarks measure the release build.
+bench: deps demo-pki
+	$(SWIFT) build -c release $(SWIFTFLAGS)
+	@scripts/bench.sh $(RELEASE_BIN) $(DEMO)
 
 clean:
 	rm -rf .build $(STATE)
