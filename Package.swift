@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -15,6 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
     ],
     targets: [
         // MARK: system libraries (a module map and one shim header each)
@@ -58,7 +59,10 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(
             name: "TokenTests", dependencies: ["Token", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "MIMETests", dependencies: ["MIME"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MIMETests",
+            dependencies: ["MIME", .product(name: "PropertyBased", package: "swift-property-based")],
+            exclude: ["Corpus"], resources: [], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

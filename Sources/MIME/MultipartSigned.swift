@@ -1,0 +1,52 @@
+/// The RFC 8551 section 3.5.3 `multipart/signed` body around a signed inner entity.
+public struct MultipartSigned: Sendable {
+    /// The new top-level `Content-Type` value.
+    public let contentType: String
+    /// The new body.
+    public let body: [UInt8]
+    public let boundary: String
+
+    /// Builds the body: the inner entity exactly as signed, then the signature part
+    /// (`application/pkcs7-signature`, base64), then the close delimiter and nothing after it.
+    ///
+    /// - Parameter micalg: `sha-256`, `sha-384` or `sha-512` (RFC 8551 section 3.5.3.2).
+    public init(inner: [UInt8], signatureDER: [UInt8], micalg: String) {
+        var boundary = MultipartSigned.newBoundary()
+        while MultipartSigned.contains(inner, Array(("--" + boundary).utf8)) {
+            boundary = MultipartSigned.newBoundary()
+        }
+        self.boundary = boundary
+        contentType =
+            "multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=\(micalg); boundary=\"\(boundary)\""
+        var body: [UInt8] = []
+        body.reserveCapacity(inner.count + signatureDER.count * 4 / 3 + 512)
+        body += Array("This is a cryptographically signed message in MIME format.\r\n\r\n--\(boundary)\r\n".utf8)
+        body += inner
+        body += Array(
+            ("\r\n--\(boundary)\r\n"
+                + "Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n"
+                + "Content-Transfer-Encoding: base64\r\n"
+                + "Content-Disposition: attachment; filename=\"smime.p7s\"\r\n"
+                + "Content-Description: S/MIME Cryptographic Signature\r\n\r\n").utf8)
+        body += Base64.encode(signatureDER)
+        body += Array("--\(boundary)--\r\n".utf8)
+        self.body = body
+    }
+
+    static func newBoundary() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+        return "----=_smime_" + String((0..<28).map { _ in digits[Int(generator.next() % UInt64(digits.count))] })
+    }
+
+    static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard let first = needle.first, haystack.count >= needle.count else { return false }
+        var index = 0
+        let last = haystack.count - needle.count
+        while index <= last {
+            if haystack[index] == first && haystack[index..<index + needle.count].elementsEqual(needle) { return true }
+            index += 1
+        }
+        return false
+    }
+}

@@ -1,0 +1,194 @@
+/// What signing a message needs from MIME: the inner entity, 7-bit clean and in canonical CRLF
+/// form, and the changes to make to the top-level header.
+public struct SigningPreparation: Sendable {
+    /// The entity to sign and to place as the first part of the `multipart/signed`, exactly.
+    public let inner: [UInt8]
+    /// Top-level `Content-*` fields that moved into the inner entity: name and which occurrence
+    /// of that name (1-based, as `smfi_chgheader` counts), in the order to delete them.
+    public let movedHeaders: [(name: String, occurrence: Int)]
+    /// True when the message has no `MIME-Version` field and one must be added.
+    public let needsMIMEVersion: Bool
+
+    /// Prepares a message for signing (RFC 8551 section 3.1):
+    /// - every top-level `Content-*` field moves into the inner entity (`text/plain;
+    ///   charset=us-ascii` when there is none);
+    /// - every part is made 7-bit safe, recursively: 8bit/binary text becomes quoted-printable,
+    ///   other 8bit/binary content base64; text with lines over 998 octets, trailing white space
+    ///   or lines starting with `From ` is quoted-printable too, so no relay can alter it;
+    /// - line ends are CRLF throughout.
+    public init(headers: [HeaderField], body: [UInt8], limits: MIMELimits = .default) throws {
+        var moved: [(String, Int)] = []
+        var counts: [String: Int] = [:]
+        var innerHeader: [UInt8] = []
+        for field in headers {
+            let key = field.name.lowercased()
+            counts[key, default: 0] += 1
+            if field.isContentField {
+                moved.append((field.name, counts[key]!))
+                innerHeader += field.canonicalBytes
+            }
+        }
+        if !headers.contains(where: { $0.hasName("Content-Type") }) {
+            innerHeader += Array("Content-Type: text/plain; charset=us-ascii\r\n".utf8)
+        }
+        // Deleting the first occurrence renumbers the rest: delete from the last one back.
+        movedHeaders = moved.reversed()
+        needsMIMEVersion = !headers.contains(where: { $0.hasName("MIME-Version") })
+        let message = try Message(bytes: innerHeader + Bytes.crlf + body, limits: limits)
+        var out: [UInt8] = []
+        out.reserveCapacity(message.bytes.count + message.bytes.count / 3)
+        SevenBit(message: message).write(message.root, into: &out)
+        inner = out
+    }
+}
+
+/// The recursive 7-bit conversion behind `SigningPreparation`.
+struct SevenBit {
+    let message: Message
+
+    func write(_ entity: Entity, into out: inout [UInt8]) {
+        if entity.contentType.isMultipart && !entity.delimiterRanges.isEmpty {
+            writeHeaders(entity, transferEncoding: nil, into: &out)
+            out += Bytes.crlf
+            let preamble = message.bytes[entity.preambleRange]
+            if Scan(preamble).isSevenBitSafe { out += Bytes.canonicalCRLF(preamble) }
+            for (index, part) in entity.parts.enumerated() {
+                writeDelimiter(entity, index, close: false, into: &out)
+                write(part, into: &out)
+            }
+            if entity.isClosed {
+                writeDelimiter(entity, entity.parts.count, close: true, into: &out)
+                let epilogue = message.bytes[entity.epilogueRange]
+                if Scan(epilogue).isSevenBitSafe { out += Bytes.canonicalCRLF(epilogue) }
+            } else {
+                // Close what the sender left open, so the signed structure is well formed.
+                let boundary = entity.contentType["boundary"] ?? ""
+                out += Array("\r\n--\(boundary)--\r\n".utf8)
+            }
+            return
+        }
+        if let inner = entity.encapsulated {
+            writeHeaders(entity, transferEncoding: nil, into: &out)
+            out += Bytes.crlf
+            write(inner.entity, into: &out)
+            return
+        }
+        let body = message.bytes[entity.bodyRange]
+        let scan = Scan(body)
+        let isText = entity.contentType.type == "text"
+        let encoding = entity.transferEncoding
+        let encoded = encoding == "base64" || encoding == "quoted-printable"
+        let safe = scan.isSevenBitSafe && (encoded || !isText || !scan.needsProtection)
+        if safe {
+            writeHeaders(entity, transferEncoding: nil, into: &out)
+            out += Bytes.crlf
+            out += Bytes.canonicalCRLF(body)
+            return
+        }
+        let content = message.decodedBody(of: entity)
+        if isText {
+            writeHeaders(entity, transferEncoding: "quoted-printable", into: &out)
+            out += Bytes.crlf
+            out += QuotedPrintable.encode(content)
+            // The body's final line break, if it had one, was encoded as a hard break already.
+        } else {
+            writeHeaders(entity, transferEncoding: "base64", into: &out)
+            out += Bytes.crlf
+            out += Base64.encode(content)
+        }
+    }
+
+    /// A delimiter line without transport padding (white space after the boundary, which a
+    /// relay may strip and so break the signature).
+    private func writeDelimiter(_ entity: Entity, _ index: Int, close: Bool, into out: inout [UInt8]) {
+        let range = entity.delimiterRanges[index]
+        if let first = message.bytes[range].first, first == Bytes.cr || first == Bytes.lf {
+            out += Bytes.crlf
+        }
+        out += Array(("--" + (entity.contentType["boundary"] ?? "") + (close ? "--" : "") + "\r\n").utf8)
+    }
+
+    /// The entity's header fields in canonical form, 7-bit: `Content-Transfer-Encoding` replaced
+    /// when `transferEncoding` is given (or dropped to 7bit for a multipart or message that said
+    /// 8bit/binary), 8-bit parameters rewritten per RFC 2231 and other 8-bit values per RFC 2047.
+    private func writeHeaders(_ entity: Entity, transferEncoding: String?, into out: inout [UInt8]) {
+        var wroteEncoding = false
+        for field in entity.headers {
+            if field.hasName("Content-Transfer-Encoding") {
+                if let transferEncoding {
+                    out += Array("Content-Transfer-Encoding: \(transferEncoding)\r\n".utf8)
+                    wroteEncoding = true
+                } else if ["8bit", "binary"].contains(entity.transferEncoding) {
+                    out += Array("Content-Transfer-Encoding: 7bit\r\n".utf8)
+                } else {
+                    out += field.canonicalBytes
+                }
+                continue
+            }
+            if field.rawValue.allSatisfy({ $0 < 0x80 }) {
+                out += field.canonicalBytes
+            } else if field.hasName("Content-Type") || field.hasName("Content-Disposition") {
+                let value = ContentType(parsing: field.value).headerValue
+                out += Array(HeaderField.fold(name: field.name, value: value).utf8) + Bytes.crlf
+            } else {
+                let value = EncodedWord.encode(field.value)
+                out += Array(HeaderField.fold(name: field.name, value: value).utf8) + Bytes.crlf
+            }
+        }
+        if let transferEncoding, !wroteEncoding {
+            out += Array("Content-Transfer-Encoding: \(transferEncoding)\r\n".utf8)
+        }
+    }
+}
+
+/// One pass over a body: what would not survive a 7-bit relay unchanged.
+struct Scan {
+    var hasEightBit = false
+    var hasNUL = false
+    var hasBareCR = false
+    var hasLongLine = false
+    var hasFromLine = false
+    var hasTrailingWhitespace = false
+
+    init(_ bytes: ArraySlice<UInt8>) {
+        var lineLength = 0
+        var previous: UInt8 = Bytes.lf
+        var index = bytes.startIndex
+        let end = bytes.endIndex
+        while index < end {
+            let byte = bytes[index]
+            if byte >= 0x80 {
+                hasEightBit = true
+            } else if byte == 0 {
+                hasNUL = true
+            }
+            if byte == Bytes.lf {
+                if previous == Bytes.space || previous == Bytes.tab
+                    || (previous == Bytes.cr && index >= bytes.startIndex + 2
+                        && Bytes.isWhitespace(bytes[index - 2]))
+                {
+                    hasTrailingWhitespace = true
+                }
+                lineLength = 0
+            } else {
+                if previous == Bytes.cr { hasBareCR = true }
+                if byte != Bytes.cr { lineLength += 1 }
+                if lineLength > 998 { hasLongLine = true }
+                if lineLength == 1 && byte == 0x46 && index + 5 <= end
+                    && bytes[index..<index + 5].elementsEqual("From ".utf8)
+                {
+                    hasFromLine = true
+                }
+            }
+            previous = byte
+            index += 1
+        }
+        if previous == Bytes.cr { hasBareCR = true }
+    }
+
+    /// Nothing a 7-bit transport would refuse or change.
+    var isSevenBitSafe: Bool { !hasEightBit && !hasNUL && !hasLongLine && !hasBareCR }
+
+    /// Text that a relay may still alter: mbox `From ` quoting, stripped trailing white space.
+    var needsProtection: Bool { hasFromLine || hasTrailingWhitespace }
+}

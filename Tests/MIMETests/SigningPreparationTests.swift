@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+
+@testable import MIME
+
+@Suite struct SigningPreparationTests {
+    /// Messages that are already signed or encrypted are never prepared (the gateway skips them).
+    static let preparable = Corpus.names.filter { !$0.contains("signed") }
+
+    @Test(arguments: preparable)
+    func theInnerEntityIsSevenBitCRLFAndWithinLineLimits(name: String) throws {
+        let (headers, body) = try Corpus.split(Corpus.bytes(name))
+        let prepared = try SigningPreparation(headers: headers, body: body)
+        let inner = prepared.inner
+        #expect(inner.allSatisfy { $0 < 0x80 && $0 != 0 }, "8-bit or NUL octets left")
+        var lineLength = 0
+        for (index, byte) in inner.enumerated() {
+            if byte == 0x0A {
+                #expect(index > 0 && inner[index - 1] == 0x0D, "bare LF at \(index)")
+                lineLength = 0
+            } else if byte == 0x0D {
+                #expect(index + 1 < inner.count && inner[index + 1] == 0x0A, "bare CR at \(index)")
+            } else {
+                lineLength += 1
+                #expect(lineLength <= 998)
+            }
+        }
+        let text = String(decoding: inner, as: UTF8.self)
+        #expect(!text.contains("\r\nFrom "), "an unprotected From line")
+        #expect(!text.contains(" \r\n") && !text.contains("\t\r\n"), "trailing white space")
+    }
+
+    @Test(arguments: preparable)
+    func theInnerEntityDecodesToTheOriginalContent(name: String) throws {
+        let bytes = try Corpus.bytes(name)
+        let (headers, body) = try Corpus.split(bytes)
+        let prepared = try SigningPreparation(headers: headers, body: body)
+        let original = try Message(bytes: bytes)
+        let inner = try Message(bytes: prepared.inner)
+        #expect(Corpus.leaves(inner) == Corpus.leaves(original))
+    }
+
+    @Test func contentFieldsMoveInsideAndMIMEVersionIsEnsured() throws {
+        let (headers, body) = try Corpus.split(Corpus.bytes("05-pdf-attachment.eml"))
+        let prepared = try SigningPreparation(headers: headers, body: body)
+        #expect(prepared.movedHeaders.map(\.name) == ["Content-Type"])
+        #expect(!prepared.needsMIMEVersion)
+        let inner = try Message(bytes: prepared.inner)
+        #expect(inner.root.contentType.value == "multipart/mixed")
+        #expect(inner.root.headers.map(\.name) == ["Content-Type"])
+        #expect(inner.root.parts[0].header("Content-Transfer-Encoding")?.value == "quoted-printable")
+    }
+
+    @Test func aMessageWithoutContentTypeGetsPlainUSASCII() throws {
+        let (headers, body) = try Corpus.split(Corpus.bytes("20-no-content-type.eml"))
+        let prepared = try SigningPreparation(headers: headers, body: body)
+        #expect(prepared.movedHeaders.isEmpty)
+        #expect(prepared.needsMIMEVersion)
+        #expect(String(decoding: prepared.inner, as: UTF8.self).hasPrefix("Content-Type: text/plain; charset=us-ascii\r\n\r\n"))
+    }
+
+    @Test func severalContentFieldsAreDeletedLastOccurrenceFirst() throws {
+        let headers = [
+            HeaderField(name: "Content-Type", value: "text/plain"), HeaderField(name: "Subject", value: "x"),
+            HeaderField(name: "Content-Description", value: "d"), HeaderField(name: "content-type", value: "text/html"),
+        ]
+        let prepared = try SigningPreparation(headers: headers, body: Array("hi\r\n".utf8))
+        #expect(prepared.movedHeaders.map(\.name) == ["content-type", "Content-Description", "Content-Type"])
+        #expect(prepared.movedHeaders.map(\.occurrence) == [2, 1, 1])
+    }
+
+    @Test func eightBitParametersBecomeRFC2231() throws {
+        let (headers, body) = try Corpus.split(Corpus.bytes("19-raw-utf8-filename.eml"))
+        let inner = try Message(bytes: SigningPreparation(headers: headers, body: body).inner)
+        let attachment = inner.root.parts[1]
+        let disposition = try #require(attachment.header("Content-Disposition"))
+        #expect(disposition.rawValue.allSatisfy { $0 < 0x80 })
+        #expect(ContentType(parsing: disposition.value)["filename"] == "Công văn số 5.pdf")
+        #expect(attachment.header("Content-Description")?.decodedValue == "Công văn")
+    }
+
+    @Test func binaryContentBecomesBase64AndTextQuotedPrintable() throws {
+        let (headers, body) = try Corpus.split(Corpus.bytes("14-binary-part.eml"))
+        let inner = try Message(bytes: SigningPreparation(headers: headers, body: body).inner)
+        #expect(inner.root.parts[1].transferEncoding == "base64")
+        let (h2, b2) = try Corpus.split(Corpus.bytes("12-from-lines.eml"))
+        let text = String(decoding: try SigningPreparation(headers: h2, body: b2).inner, as: UTF8.self)
+        #expect(text.contains("=46rom the office:"))
+        #expect(text.contains(">From quoted"))
+    }
+}
