@@ -6,7 +6,7 @@ SWIFTFLAGS := -Xswiftc -warnings-as-errors
 BIN := .build/debug/smime-milter
 RELEASE_BIN := .build/release/smime-milter
 
-.PHONY: all deps test-deps build run demo-pki test bench clean
+.PHONY: all deps test-deps build run demo-pki test bench fuzz clean
 
 all: build
 
@@ -29,6 +29,7 @@ run: build demo-pki
 test: test-deps
 	$(SWIFT) build --build-tests $(SWIFTFLAGS)
 	$(SWIFT) test --skip-build
+	$(MAKE) fuzz FUZZ_SECONDS=60
 
 # Benchmarks measure the release build.
 bench: deps demo-pki
@@ -37,3 +38,14 @@ bench: deps demo-pki
 
 clean:
 	rm -rf .build $(STATE)
+
+# libFuzzer over the MIME parser and signing preparation, seeded from the test corpus.
+# FUZZ_SECONDS=600 make fuzz for a longer run; crashes land in state/fuzz/artifacts.
+FUZZ_SECONDS ?= 60
+fuzz:
+	$(SWIFT) build --scratch-path .build-fuzz --product MIMEFuzz -Xswiftc -DFUZZING \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
+	@mkdir -p $(STATE)/fuzz/corpus $(STATE)/fuzz/artifacts
+	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/MIMEFuzz $(STATE)/fuzz/corpus Tests/MIMETests/Corpus \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+		-artifact_prefix=$(STATE)/fuzz/artifacts/ -print_final_stats=1

@@ -55,6 +55,9 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // The MIME fuzz target (make fuzz); a file reproducer when built normally.
+        .executableTarget(name: "MIMEFuzz", dependencies: ["MIME"], swiftSettings: swiftSettings),
+
         // MARK: tests
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(

@@ -134,9 +134,14 @@ public struct ContentType: Sendable, Equatable {
 
     /// The value as a header field body. ASCII parameters are written as tokens or quoted
     /// strings; others in RFC 2231 form (`name*=utf-8''%E1%BB%9F`), so the header stays 7-bit.
+    ///
+    /// A media type or parameter name that is not an ASCII token cannot be written as such: the
+    /// type becomes `application/octet-stream` and such parameters are left out.
     public var headerValue: String {
-        var text = value
-        for (name, value) in parameters {
+        let parts = value.split(separator: "/", omittingEmptySubsequences: false)
+        let valid = parts.count <= 2 && parts.allSatisfy { Self.isToken(String($0)) }
+        var text = valid ? value : "application/octet-stream"
+        for (name, value) in parameters where Self.isToken(name) {
             text += "; "
             if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
                 text += name + "=" + (Self.isToken(value) ? value : Self.quoted(value))

@@ -174,10 +174,13 @@ struct Parser {
                 }
                 while position < contentEnd && Bytes.isWhitespace(bytes[position]) { position += 1 }
                 if position == contentEnd {
+                    // The line break before the delimiter, unless it already ends the previous
+                    // delimiter line (two delimiters in a row enclose an empty part).
+                    let floor = found.last?.0.upperBound ?? range.lowerBound
                     var start = lineStart
-                    if start > range.lowerBound {
+                    if start > floor {
                         start -= 1  // the LF
-                        if start > range.lowerBound && bytes[start - 1] == Bytes.cr { start -= 1 }
+                        if start > floor && bytes[start - 1] == Bytes.cr { start -= 1 }
                     }
                     found.append((start..<next, isClose))
                     if isClose { break }

@@ -118,12 +118,11 @@ struct SevenBit {
                 if let transferEncoding {
                     out += Array("Content-Transfer-Encoding: \(transferEncoding)\r\n".utf8)
                     wroteEncoding = true
+                    continue
                 } else if ["8bit", "binary"].contains(entity.transferEncoding) {
                     out += Array("Content-Transfer-Encoding: 7bit\r\n".utf8)
-                } else {
-                    out += field.canonicalBytes
+                    continue
                 }
-                continue
             }
             if field.rawValue.allSatisfy({ $0 < 0x80 }) {
                 out += field.canonicalBytes

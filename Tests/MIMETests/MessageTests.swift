@@ -105,3 +105,14 @@ import Testing
         }
     }
 }
+
+extension MessageTests {
+    /// Found by `make fuzz`: two delimiter lines in a row.
+    @Test func adjacentDelimitersEncloseAnEmptyPart() throws {
+        let bytes = Array("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n--b\r\n\r\nx\r\n--b--\r\n".utf8)
+        let message = try Message(bytes: bytes)
+        #expect(message.root.parts.count == 2)
+        #expect(message.bytes(of: message.root.parts[0]).isEmpty)
+        #expect(message.serialized() == bytes)
+    }
+}

@@ -89,3 +89,24 @@ import Testing
         #expect(text.contains(">From quoted"))
     }
 }
+
+@Suite struct FuzzFindings {
+    /// Found by `make fuzz`: an 8-bit octet inside the media type itself.
+    @Test func anEightBitMediaTypeIsNotWrittenRaw() throws {
+        let headers = [HeaderField(name: "Content-Type", rawValue: [0x74, 0x65, 0x78, 0x74, 0x2F, 0x70, 0xE1])]
+        let inner = try SigningPreparation(headers: headers, body: Array("x\r\n".utf8)).inner
+        #expect(inner.allSatisfy { $0 < 0x80 })
+        #expect(String(decoding: inner, as: UTF8.self).hasPrefix("Content-Type: application/octet-stream"))
+    }
+}
+
+extension FuzzFindings {
+    /// Found by `make fuzz`: an unknown, 8-bit transfer encoding on a part that needs no re-encoding.
+    @Test func anEightBitTransferEncodingValueIsNotWrittenRaw() throws {
+        let text = "Content-Type: multipart/alternative; boundary=\"a\"\r\n\r\n--a\r\nContent-Type: text/plain\r\n"
+            + "Content-Transfer-Encoding: 8bi\u{1}Lào\r\n--a--\r\n"
+        let (headers, body) = try Corpus.split(Array(text.utf8))
+        let inner = try SigningPreparation(headers: headers, body: body).inner
+        #expect(inner.allSatisfy { $0 < 0x80 })
+    }
+}
