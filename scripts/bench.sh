@@ -18,3 +18,6 @@ echo "== token: ECDSA P-256"
 echo
 echo "== OpenSSL's own RSA-2048 signing rate on this machine (software key, for comparison)"
 openssl speed -seconds "$seconds" rsa2048 2>/dev/null | grep -E "^rsa 2048|^ *sign" || true
+echo
+echo "== MIME: parse and prepare a 25 MB attachment (baselines: a plain copy, Foundation's base64)"
+"$bin" bench mime --megabytes 25

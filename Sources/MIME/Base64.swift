@@ -51,30 +51,46 @@ public enum Base64 {
     /// Decodes, skipping line breaks, white space and any character outside the alphabet
     /// (RFC 2045: "must be ignored"), and stopping at the first `=`.
     public static func decode<C: Collection>(_ bytes: C) -> [UInt8] where C.Element == UInt8 {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 3 / 4)
-        var accumulator: UInt32 = 0
-        var count = 0
-        for byte in bytes {
-            if byte == 0x3D { break }
-            let value = values[Int(byte)]
-            if value == 0xFF { continue }
-            accumulator = accumulator << 6 | UInt32(value)
-            count += 1
-            if count == 4 {
-                out.append(UInt8(accumulator >> 16 & 0xFF))
-                out.append(UInt8(accumulator >> 8 & 0xFF))
-                out.append(UInt8(accumulator & 0xFF))
-                accumulator = 0
-                count = 0
+        if let result = bytes.withContiguousStorageIfAvailable({ decode(buffer: $0) }) {
+            return result
+        }
+        return Array(bytes).withUnsafeBufferPointer { decode(buffer: $0) }
+    }
+
+    private static func decode(buffer: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+        let capacity = buffer.count * 3 / 4 + 3
+        return values.withUnsafeBufferPointer { table in
+            [UInt8](unsafeUninitializedCapacity: capacity) { output, written in
+                var out = 0
+                var accumulator: UInt32 = 0
+                var count = 0
+                for byte in buffer {
+                    let value = table[Int(byte)]
+                    if value == 0xFF {
+                        if byte == 0x3D { break }
+                        continue
+                    }
+                    accumulator = accumulator << 6 | UInt32(value)
+                    count += 1
+                    if count == 4 {
+                        output[out] = UInt8(truncatingIfNeeded: accumulator >> 16)
+                        output[out + 1] = UInt8(truncatingIfNeeded: accumulator >> 8)
+                        output[out + 2] = UInt8(truncatingIfNeeded: accumulator)
+                        out += 3
+                        accumulator = 0
+                        count = 0
+                    }
+                }
+                if count == 2 {
+                    output[out] = UInt8(truncatingIfNeeded: accumulator >> 4)
+                    out += 1
+                } else if count == 3 {
+                    output[out] = UInt8(truncatingIfNeeded: accumulator >> 10)
+                    output[out + 1] = UInt8(truncatingIfNeeded: accumulator >> 2)
+                    out += 2
+                }
+                written = out
             }
         }
-        if count == 2 {
-            out.append(UInt8(accumulator >> 4 & 0xFF))
-        } else if count == 3 {
-            out.append(UInt8(accumulator >> 10 & 0xFF))
-            out.append(UInt8(accumulator >> 2 & 0xFF))
-        }
-        return out
     }
 }

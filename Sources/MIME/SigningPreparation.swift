@@ -82,7 +82,8 @@ struct SevenBit {
         if safe {
             writeHeaders(entity, transferEncoding: nil, into: &out)
             out += Bytes.crlf
-            out += Bytes.canonicalCRLF(body)
+            // Mail from SMTP is CRLF already: copy it in one piece.
+            out += scan.hasBareLF ? Bytes.canonicalCRLF(body) : Array(body)
             return
         }
         let content = message.decodedBody(of: entity)
@@ -145,6 +146,7 @@ struct Scan {
     var hasEightBit = false
     var hasNUL = false
     var hasBareCR = false
+    var hasBareLF = false
     var hasLongLine = false
     var hasFromLine = false
     var hasTrailingWhitespace = false
@@ -162,6 +164,7 @@ struct Scan {
                 hasNUL = true
             }
             if byte == Bytes.lf {
+                if previous != Bytes.cr { hasBareLF = true }
                 if previous == Bytes.space || previous == Bytes.tab
                     || (previous == Bytes.cr && index >= bytes.startIndex + 2
                         && Bytes.isWhitespace(bytes[index - 2]))
