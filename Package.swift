@@ -63,6 +63,9 @@ let package = Package(
         .testTarget(
             name: "TokenTests", dependencies: ["Token", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "SMIMETests", dependencies: ["SMIME", "MIME", "Token", "TestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "MIMETests",
             dependencies: ["MIME", .product(name: "PropertyBased", package: "swift-property-based")],
             exclude: ["Corpus"], resources: [], swiftSettings: swiftSettings),
