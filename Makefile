@@ -28,7 +28,8 @@ run: build demo-pki
 
 test: test-deps
 	$(SWIFT) build --build-tests $(SWIFTFLAGS)
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build; status=$$?; \
+		pkill -f "gpg-agent --homedir /tmp/smime-milter-test-" || true; exit $$status
 	$(MAKE) fuzz FUZZ_SECONDS=60
 
 # Benchmarks measure the release build.

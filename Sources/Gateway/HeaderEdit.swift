@@ -1,0 +1,35 @@
+public import MIME
+
+/// A change to the top-level header, as libmilter makes them (`smfi_chgheader`,
+/// `smfi_insheader`, `smfi_addheader`).
+public enum HeaderEdit: Sendable, Equatable {
+    /// Delete the `occurrence`-th field of that name (1-based).
+    case delete(name: String, occurrence: Int)
+    /// Insert at position `index` (0 is the top).
+    case insert(index: Int, name: String, value: String)
+    /// Append at the end of the header.
+    case add(name: String, value: String)
+
+    /// Applies edits to a header list, as the MTA would.
+    public static func apply(_ edits: [HeaderEdit], to headers: [HeaderField]) -> [HeaderField] {
+        var result = headers
+        for edit in edits {
+            switch edit {
+            case .delete(let name, let occurrence):
+                var seen = 0
+                if let index = result.firstIndex(where: { field in
+                    guard field.hasName(name) else { return false }
+                    seen += 1
+                    return seen == occurrence
+                }) {
+                    result.remove(at: index)
+                }
+            case .insert(let index, let name, let value):
+                result.insert(HeaderField(name: name, value: value), at: min(index, result.count))
+            case .add(let name, let value):
+                result.append(HeaderField(name: name, value: value))
+            }
+        }
+        return result
+    }
+}

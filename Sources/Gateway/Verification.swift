@@ -1,0 +1,72 @@
+public import MIME
+public import SMIME
+
+/// Verifying a whole message: MIME finds the signed content, SMIME checks it.
+public enum Verification {
+    /// The verdict for a parsed message; `from` is the RFC 5322 From address.
+    public static func verify(message: Message, from: String?, verifier: Verifier) -> Verdict {
+        let signed: SignedContent?
+        do {
+            signed = try SignedContent.find(in: message)
+        } catch {
+            return Verdict(result: .permerror, reason: "malformed signed message: \(error)")
+        }
+        switch signed {
+        case nil:
+            return Verdict(result: .none, reason: "the message is not signed")
+        case .detached(let content, let signature, let part):
+            return verifier.verify(cms: signature, detachedContent: content, from: from, part: part)
+        case .opaque(let cms, let part):
+            return verifier.verify(cms: cms, detachedContent: nil, from: from, part: part)
+        }
+    }
+
+    /// The address that identifies the author: the From address, or Sender's when From holds
+    /// several (RFC 5322 section 3.6.2).
+    public static func authorAddress(_ headers: [HeaderField]) -> String? {
+        guard let from = headers.first(where: { $0.hasName("From") }) else { return nil }
+        let addresses = Address.list(from.value)
+        if addresses.count == 1 { return addresses[0] }
+        return headers.first(where: { $0.hasName("Sender") }).flatMap { Address.list($0.value).first }
+    }
+}
+
+/// Just enough RFC 5322 address parsing to find the addr-specs in a From or Sender field.
+public enum Address {
+    /// The addresses in an address list, lower-cased domain kept as written.
+    public static func list(_ value: String) -> [String] {
+        var addresses: [String] = []
+        var current = ""
+        var inQuotes = false
+        var depth = 0
+        var angle: String?
+        for character in value {
+            if inQuotes {
+                if character == "\"" { inQuotes = false }
+                continue
+            }
+            switch character {
+            case "\"": inQuotes = true
+            case "(": depth += 1
+            case ")": depth = max(0, depth - 1)
+            case "<" where depth == 0: angle = ""
+            case ">" where depth == 0:
+                if let found = angle { current = found }
+                angle = nil
+            case "," where depth == 0 && angle == nil:
+                if let address = clean(current) { addresses.append(address) }
+                current = ""
+            default:
+                if depth > 0 { continue }
+                if angle != nil { angle!.append(character) } else { current.append(character) }
+            }
+        }
+        if let address = clean(current) { addresses.append(address) }
+        return addresses
+    }
+
+    private static func clean(_ text: String) -> String? {
+        let candidate = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).last.map(String.init) ?? ""
+        return candidate.contains("@") ? candidate : nil
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import Gateway
+import MIME
+import SMIME
+import TestSupport
+import Token
+
+/// Signers, messages and the verifier the S/MIME tests share.
+enum Fixtures {
+    static let pki = TestPKI.shared
+    static let tools = IndependentTools.shared
+
+    static func corpus(_ name: String) throws -> [UInt8] {
+        Array(try Data(contentsOf: URL(fileURLWithPath: TestPKI.repositoryRoot + "/Tests/MIMETests/Corpus/" + name)))
+    }
+
+    static func tokenSigner(_ token: String, _ object: String, scheme: SignatureScheme? = nil) throws -> TokenSigner {
+        let key = try TokenKey(uri: PKCS11URI(parsing: pki.keyURI(token: token, object: object)), modulePath: pki.softHSMModule)
+        return try TokenSigner(key: key, chainFile: pki.path("ca/chain.pem"), scheme: scheme)
+    }
+
+    static func fileSigner(_ name: String) throws -> PEMKeySigner {
+        try PEMKeySigner(
+            keyFile: pki.path("certs/\(name).key"), certificateFile: pki.path("certs/\(name).pem"),
+            chainFile: pki.path("ca/chain.pem"))
+    }
+
+    static func verifier(revocation: RevocationCheck = .crl, fetchTimeout: Int = 2) throws -> Verifier {
+        Verifier(
+            trust: try TrustStore(
+                anchors: [pki.path("ca/root.pem")], crlDirectory: pki.path("crl"), revocation: revocation,
+                fetchTimeout: fetchTimeout))
+    }
+
+    /// Verifies a whole message as the gateway does.
+    static func verdict(_ message: [UInt8], verifier: Verifier? = nil, from: String? = nil) throws -> Verdict {
+        let parsed = try Message(bytes: message)
+        let author = from ?? Verification.authorAddress(parsed.root.headers)
+        return Verification.verify(message: parsed, from: author, verifier: try verifier ?? Self.verifier())
+    }
+
+    /// The detached content and signature of a signed message (our MIME code, checked by the
+    /// MIME tests), for the tools that take them apart.
+    static func parts(_ message: [UInt8]) throws -> (content: [UInt8], signature: [UInt8]) {
+        guard case .detached(let content, let signature, _) = try SignedContent.find(in: Message(bytes: message)) else {
+            throw NSError(domain: "Fixtures", code: 1, userInfo: [NSLocalizedDescriptionKey: "not a detached signature"])
+        }
+        return (content, signature)
+    }
+
+    /// Wraps a detached signature made elsewhere into multipart/signed, with a From header.
+    static func wrap(content: [UInt8], signature: [UInt8], from: String = "vanphong.ubnd@dienbien.gov.vn") -> [UInt8] {
+        let signed = MultipartSigned(inner: content, signatureDER: signature, micalg: "sha-256")
+        return Array("From: \(from)\r\nSubject: test\r\nMIME-Version: 1.0\r\nContent-Type: \(signed.contentType)\r\n\r\n".utf8)
+            + signed.body
+    }
+}
