@@ -66,6 +66,9 @@ let package = Package(
             name: "SMIMETests", dependencies: ["SMIME", "MIME", "Token", "Gateway", "TestSupport"],
             exclude: ["vgca"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "GatewayTests", dependencies: ["Gateway", "MIME", "SMIME", "TestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "MIMETests",
             dependencies: ["MIME", .product(name: "PropertyBased", package: "swift-property-based")],
             exclude: ["Corpus"], resources: [], swiftSettings: swiftSettings),

@@ -27,6 +27,30 @@ public enum EncodedWord {
         return words.joined(separator: " ")
     }
 
+    /// Encodes only the space-separated words that need it (non-ASCII, or looking like an
+    /// encoded word), runs of them together, so that the rest stays readable undecoded.
+    public static func encodeWords(_ text: String) -> String {
+        func needs(_ word: Substring) -> Bool {
+            !word.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) || word.contains("=?")
+        }
+        var out: [String] = []
+        var run: [Substring] = []
+        func flush() {
+            if !run.isEmpty { out.append(encode(run.joined(separator: " "))) }
+            run.removeAll()
+        }
+        for word in text.split(separator: " ", omittingEmptySubsequences: false) {
+            if needs(word) {
+                run.append(word)
+            } else {
+                flush()
+                out.append(String(word))
+            }
+        }
+        flush()
+        return out.joined(separator: " ")
+    }
+
     private static func word(_ bytes: [UInt8]) -> String {
         let q = qEncode(bytes)
         let b = Data(bytes).base64EncodedString()

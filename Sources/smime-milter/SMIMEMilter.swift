@@ -43,22 +43,3 @@ struct CheckConfigCommand: ParsableCommand {
     func run() throws { throw notYetBuilt("check-config") }
 }
 
-struct SignCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sign", abstract: "Sign a message file exactly as the milter would.")
-
-    @Option(name: .long, help: "Configuration file.")
-    var config: String = "/etc/smime-milter/smime-milter.conf"
-
-    func run() throws { throw notYetBuilt("sign") }
-}
-
-struct VerifyCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "verify", abstract: "Verify a message file and print the headers the milter would add.")
-
-    @Option(name: .long, help: "Configuration file.")
-    var config: String = "/etc/smime-milter/smime-milter.conf"
-
-    func run() throws { throw notYetBuilt("verify") }
-}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import Gateway
+import MIME
+import SMIME
+import Token
+
+/// Reads a file, or standard input for "-" or nothing.
+func readInput(_ path: String?) throws -> [UInt8] {
+    if let path, path != "-" {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CommandFailure("cannot read \(path)")
+        }
+        return Array(data)
+    }
+    return Array(FileHandle.standardInput.readDataToEndOfFile())
+}
+
+/// A failure that exits 2 with one line naming the problem.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ text: String) { description = text }
+}
+
+/// Runs a command body; any error becomes one line on standard error and exit status 2.
+func runReportingFailure(_ name: String, _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        printError("smime-milter \(name): \(error)")
+        throw ExitCode(exitUsage)
+    }
+}
+
+struct SignCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sign",
+        abstract: "Sign a message file exactly as the milter would; the signed message goes to standard output.")
+
+    @Option(name: .long, help: "Key: a pkcs11: URI (with pin-source) or a PEM private key file.")
+    var key: String
+
+    @Option(name: .long, help: "Certificate PEM file (default for a token key: the certificate on the token).")
+    var cert: String?
+
+    @Option(name: .long, help: "PEM file of intermediate certificates to include.")
+    var chain: String?
+
+    @Option(name: .long, help: "PKCS#11 module when the URI names none (default: p11-kit's registered modules).")
+    var module: String?
+
+    @Option(name: .long, help: "Digest: sha-256, sha-384 or sha-512.")
+    var digest: String = "sha-256"
+
+    @Option(name: .long, help: "Signature scheme: rsa, rsa-pss or ecdsa (default: the key's).")
+    var scheme: String?
+
+    @Argument(help: "Message file (default: standard input).")
+    var input: String?
+
+    func run() throws {
+        try runReportingFailure("sign") {
+            guard let digestAlgorithm = DigestAlgorithm(rawValue: digest) else {
+                throw CommandFailure("unknown digest \(digest); use sha-256, sha-384 or sha-512")
+            }
+            let chosen = try scheme.map { name -> SignatureScheme in
+                guard let value = SignatureScheme(rawValue: name) else {
+                    throw CommandFailure("unknown scheme \(name); use rsa, rsa-pss or ecdsa")
+                }
+                return value
+            }
+            let signer: any Signer
+            if key.lowercased().hasPrefix("pkcs11:") {
+                let tokenKey = try TokenKey(uri: PKCS11URI(parsing: key), modulePath: module)
+                let certificate = try cert.map { path -> [UInt8] in
+                    guard let first = try Certificate.load(pemFile: path).first else { throw CommandFailure("no certificate in \(path)") }
+                    return first.der
+                }
+                signer = try TokenSigner(key: tokenKey, certificate: certificate, chainFile: chain, scheme: chosen)
+            } else {
+                guard let cert else { throw CommandFailure("a PEM key needs --cert FILE") }
+                signer = try PEMKeySigner(keyFile: key, certificateFile: cert, chainFile: chain, scheme: chosen)
+            }
+            let signed = try Signing.sign(message: readInput(input), signer: signer, digest: digestAlgorithm)
+            FileHandle.standardOutput.write(Data(signed))
+        }
+    }
+}
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Verify a message file and print the headers the milter would add.",
+        discussion: "Exit status 0 when a verdict was reached, whatever it is; 2 on unusable input or options.")
+
+    @Option(name: .long, help: "Trust anchor PEM file or directory (repeatable).")
+    var trust: [String] = ["/etc/smime-milter/trust"]
+
+    @Option(name: .long, help: "PEM file of intermediate CAs to use when a message lacks them (repeatable).")
+    var intermediates: [String] = []
+
+    @Option(name: .long, help: "Directory of CRLs (PEM or DER).")
+    var crlDirectory: String?
+
+    @Option(name: .long, help: "Revocation check: none, crl or crl+fetch.")
+    var revocation: String = "none"
+
+    @Option(name: .long, help: "The authserv-id written into Authentication-Results.")
+    var authservID: String = "localhost"
+
+    @Option(name: .long, help: "The From address to match (default: the message's).")
+    var from: String?
+
+    @Flag(name: .long, help: "Print the verdict as one JSON object.")
+    var json = false
+
+    @Argument(help: "Message file (default: standard input).")
+    var input: String?
+
+    func run() throws {
+        try runReportingFailure("verify") {
+            guard let check = RevocationCheck(rawValue: revocation) else {
+                throw CommandFailure("unknown revocation check \(revocation); use none, crl or crl+fetch")
+            }
+            let store = try TrustStore(
+                anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check)
+            let message = try Message(bytes: readInput(input))
+            let author = from ?? Verification.authorAddress(message.root.headers)
+            let verdict = Verification.verify(message: message, from: author, verifier: Verifier(trust: store))
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                encoder.dateEncodingStrategy = .iso8601
+                print(String(decoding: try encoder.encode(verdict), as: UTF8.self))
+            } else {
+                let results = VerificationHeaders.authenticationResults(verdict, authservID: authservID)
+                print(HeaderField.fold(name: "Authentication-Results", value: results).replacingOccurrences(of: "\r\n", with: "\n"))
+                print(HeaderField.fold(name: VerificationHeaders.readableName, value: VerificationHeaders.readable(verdict))
+                    .replacingOccurrences(of: "\r\n", with: "\n"))
+            }
+        }
+    }
+}
