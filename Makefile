@@ -29,7 +29,7 @@ run: build demo-pki
 test: test-deps
 	$(SWIFT) build --build-tests $(SWIFTFLAGS)
 	$(SWIFT) test --skip-build; status=$$?; \
-		pkill -f "gpg-agent --homedir /tmp/smime-milter-test-" || true; exit $$status
+		pkill -f "[g]pg-agent --homedir /tmp/smime-milter-test-" || true; exit $$status
 	$(MAKE) fuzz FUZZ_SECONDS=60
 
 # Benchmarks measure the release build.
