@@ -21,3 +21,7 @@ openssl speed -seconds "$seconds" rsa2048 2>/dev/null | grep -E "^rsa 2048|^ *si
 echo
 echo "== MIME: parse and prepare a 25 MB attachment (baselines: a plain copy, Foundation's base64)"
 "$bin" bench mime --megabytes 25
+echo
+echo "== S/MIME: whole messages signed with the token and verified in-process, beside openssl cms -verify"
+"$bin" bench smime --module "$module" --seconds "$seconds" --trust "$demo/ca/root.pem" --chain "$demo/ca/chain.pem" \
+    --key "pkcs11:token=STTTT-DienBien;object=unit-seal;type=private?pin-source=file:$demo/pins/STTTT-DienBien"

@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import Gateway
+import MIME
+import SMIME
+import Token
+
+/// Messages per second for signing (next to the token's raw signature rate) and for verifying
+/// (next to `openssl cms -verify` run over the same messages), at several sizes, in one run.
+struct SMIMEBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "smime", abstract: "Sign and verify whole messages; compare with the token and openssl cms.")
+
+    @Option(name: .long, help: "Key URI (pkcs11:...?pin-source=file:/PATH).")
+    var key: String
+
+    @Option(name: .long, help: "PKCS#11 module path when the URI has none.")
+    var module: String?
+
+    @Option(name: .long, help: "Intermediate CA PEM file to include.")
+    var chain: String?
+
+    @Option(name: .long, help: "Trust anchor PEM file for verification.")
+    var trust: String
+
+    @Option(name: .long, help: "Seconds per measurement.")
+    var seconds: Double = 2
+
+    @Option(name: .long, help: "Rounds of openssl cms -verify per size.")
+    var opensslRounds: Int = 20
+
+    func run() throws {
+        let tokenKey = try TokenKey(uri: PKCS11URI(parsing: key), modulePath: module)
+        let signer = try TokenSigner(key: tokenKey, chainFile: chain)
+        let verifier = Verifier(trust: try TrustStore(anchors: [trust]))
+        let raw = try tokenKey.measureRawSigning(seconds: seconds, data: [UInt8](repeating: 0x31, count: 200))
+        print("token: \(tokenKey.keyType) raw C_Sign \(String(format: "%.0f", raw))/s")
+        print(row("size", "sign/s", "vs token", "verify/s", "openssl/s", "ratio"))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("smime-bench-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for (label, size) in [("4 KB", 4 << 10), ("100 KB", 100 << 10), ("10 MB", 10 << 20)] {
+            let message = Self.message(size: size)
+            let signRate = try rate(seconds) { _ = try Signing.sign(message: message, signer: signer) }
+            let signed = try Signing.sign(message: message, signer: signer)
+            let verifyRate = try rate(seconds) {
+                let parsed = try Message(bytes: signed)
+                let verdict = Verification.verify(message: parsed, from: nil, verifier: verifier)
+                guard verdict.result == .pass else { throw CommandFailure("verification gave \(verdict.result): \(verdict.reason)") }
+            }
+            let path = directory + "/signed-\(size).eml"
+            try Data(signed).write(to: URL(fileURLWithPath: path))
+            let rounds = size > 1 << 20 ? max(3, opensslRounds / 4) : opensslRounds
+            let start = Date()
+            for _ in 0..<rounds {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+                process.arguments = ["cms", "-verify", "-in", path, "-CAfile", trust, "-out", "/dev/null"]
+                process.standardError = FileHandle.nullDevice
+                try process.run()
+                process.waitUntilExit()
+                guard process.terminationStatus == 0 else { throw CommandFailure("openssl cms -verify failed on \(label)") }
+            }
+            let opensslRate = Double(rounds) / Date().timeIntervalSince(start)
+            print(
+                row(
+                    label, String(format: "%.0f", signRate), String(format: "%.2f", signRate / raw),
+                    String(format: "%.0f", verifyRate), String(format: "%.1f", opensslRate),
+                    String(format: "%.1fx", verifyRate / opensslRate)))
+        }
+    }
+
+    /// Runs `work` for about `seconds` and returns how many times per second it ran.
+    private func rate(_ seconds: Double, _ work: () throws -> Void) rethrows -> Double {
+        let start = Date()
+        var count = 0
+        repeat {
+            try work()
+            count += 1
+        } while Date().timeIntervalSince(start) < seconds
+        return Double(count) / Date().timeIntervalSince(start)
+    }
+
+    /// A message of about `size` octets: 8-bit Vietnamese text and a base64 attachment.
+    static func message(size: Int) -> [UInt8] {
+        let text = "Kính gửi Ủy ban nhân dân thị xã Mường Lay, Sở Thông tin và Truyền thông báo cáo.\r\n"
+        var out = "From: stttt@dienbien.gov.vn\r\nTo: ubnd.muonglay@dienbien.gov.vn\r\nSubject: bench\r\n"
+        out += "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n"
+        out += "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        out += String(repeating: text, count: max(1, min(size, 2048) / text.utf8.count))
+        out += "--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        let payload = (0..<max(0, (size - out.utf8.count) * 3 / 4)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
+        return Array(out.utf8) + Base64.encode(payload) + Array("--b--\r\n".utf8)
+    }
+}
