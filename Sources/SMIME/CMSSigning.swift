@@ -14,6 +14,7 @@ public enum CMSSigning {
         content: [UInt8], signer: any Signer, digest: DigestAlgorithm = .sha256, signingTime: Date = Date()
     ) throws -> [UInt8] {
         let certificate = try X509Handle(der: signer.certificate)
+        defer { withExtendedLifetime(certificate) {} }
         guard let publicKey = X509_get0_pubkey(certificate.pointer) else {
             throw SMIMEError.drain("reading the signer certificate's public key")
         }
@@ -79,18 +80,7 @@ public enum CMSSigning {
             return left.count < right.count
         }
         let body = elements.flatMap { $0 }
-        return [0x31] + derLength(body.count) + body
-    }
-
-    static func derLength(_ count: Int) -> [UInt8] {
-        if count < 0x80 { return [UInt8(count)] }
-        var bytes: [UInt8] = []
-        var value = count
-        while value > 0 {
-            bytes.insert(UInt8(value & 0xFF), at: 0)
-            value >>= 8
-        }
-        return [0x80 | UInt8(bytes.count)] + bytes
+        return [0x31] + DER.length(body.count) + body
     }
 
     /// RSASSA-PSS with MGF1 over the same hash and a salt as long as the hash (RFC 4055

@@ -19,8 +19,7 @@ public struct Certificate: Sendable, Equatable {
 
     public init(der: [UInt8]) throws {
         let certificate = try X509Handle(der: der)
-        defer { _ = certificate }
-        try self.init(certificate.pointer)
+        self = try withExtendedLifetime(certificate) { try Certificate(certificate.pointer) }
     }
 
     /// Every certificate in a PEM file, in order.

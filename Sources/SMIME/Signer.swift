@@ -57,6 +57,7 @@ public enum Chain {
     /// Refuses a certificate whose public key type cannot belong to the key.
     static func checkKeyMatches(certificate: [UInt8], keyType: KeyType) throws {
         let x509 = try X509Handle(der: certificate)
+        defer { withExtendedLifetime(x509) {} }
         guard let publicKey = X509_get0_pubkey(x509.pointer) else {
             throw SMIMEError.drain("reading the certificate's public key")
         }
@@ -96,6 +97,7 @@ public final class PEMKeySigner: Signer, @unchecked Sendable {
         guard let first = try X509Handle.load(pemFile: certificateFile).first else {
             throw SMIMEError("no certificate in \(certificateFile)")
         }
+        defer { withExtendedLifetime(first) {} }
         guard X509_check_private_key(first.pointer, key) == 1 else {
             ERR_clear_error()
             throw SMIMEError("the key in \(keyFile) does not belong to the certificate in \(certificateFile)")

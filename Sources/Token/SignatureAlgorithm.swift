@@ -92,8 +92,8 @@ public enum KeyType: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// DER helpers for the one structure the token gives us raw: an ECDSA signature.
-enum DER {
+/// DER helpers: the one structure the token gives us raw (an ECDSA signature), and lengths.
+public enum DER {
     /// CKM_ECDSA returns r || s, each as long as the curve order; CMS wants
     /// `Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 5753 section 7.2).
     static func ecdsaSignature(raw: [UInt8]) -> [UInt8] {
@@ -110,7 +110,8 @@ enum DER {
         return [0x02] + length(bytes.count) + bytes
     }
 
-    static func length(_ count: Int) -> [UInt8] {
+    /// A DER length field (X.690 section 8.1.3): short form below 128, long form above.
+    public static func length(_ count: Int) -> [UInt8] {
         if count < 0x80 { return [UInt8(count)] }
         var bytes: [UInt8] = []
         var value = count
