@@ -13,7 +13,7 @@ public enum CMSSigning {
     public static func sign(
         content: [UInt8], signer: any Signer, digest: DigestAlgorithm = .sha256, signingTime: Date = Date()
     ) throws -> [UInt8] {
-        let certificate = try X509Handle(der: signer.certificate)
+        let certificate = try ParsedCertificates.shared.handle(signer.certificate)
         defer { withExtendedLifetime(certificate) {} }
         guard let publicKey = X509_get0_pubkey(certificate.pointer) else {
             throw SMIMEError.drain("reading the signer certificate's public key")
@@ -25,7 +25,7 @@ public enum CMSSigning {
             throw SMIMEError.drain("CMS_add1_signer", hint: "the certificate's key type may not suit \(digest.rawValue)")
         }
         for der in signer.chain {
-            let extra = try X509Handle(der: der)
+            let extra = try ParsedCertificates.shared.handle(der)
             // CMS_add1_cert takes its own reference.
             guard CMS_add1_cert(cms, extra.pointer) == 1 else { throw SMIMEError.drain("adding a chain certificate") }
         }
@@ -115,5 +115,26 @@ public enum CMSSigning {
             ASN1_STRING_free(value)
             throw SMIMEError.drain("setting the RSA-PSS algorithm")
         }
+    }
+}
+
+/// Signer certificates parsed once: every signed message names the same few, and parsing them
+/// from DER each time is a measurable part of signing. Parsed `X509` objects are only read
+/// (OpenSSL locks its own lazily computed fields), so they are shared between threads.
+final class ParsedCertificates: @unchecked Sendable {
+    static let shared = ParsedCertificates()
+
+    private let lock = NSLock()
+    private var handles: [[UInt8]: X509Handle] = [:]
+
+    func handle(_ der: [UInt8]) throws -> X509Handle {
+        lock.lock()
+        defer { lock.unlock() }
+        if let handle = handles[der] { return handle }
+        let handle = try X509Handle(der: der)
+        // Bounded: a configuration names a handful of signers; a reload may add more.
+        if handles.count > 256 { handles.removeAll() }
+        handles[der] = handle
+        return handle
     }
 }
