@@ -46,22 +46,4 @@ enum Bytes {
         }
         return out
     }
-
-    static func lowercased(_ text: String) -> String { text.lowercased() }
-
-    /// ASCII case-insensitive prefix test.
-    static func hasPrefix(_ bytes: ArraySlice<UInt8>, _ prefix: String) -> Bool {
-        let prefix = Array(prefix.utf8)
-        guard bytes.count >= prefix.count else { return false }
-        var index = bytes.startIndex
-        for byte in prefix {
-            var value = bytes[index]
-            if value >= 0x41 && value <= 0x5A { value += 0x20 }
-            var wanted = byte
-            if wanted >= 0x41 && wanted <= 0x5A { wanted += 0x20 }
-            if value != wanted { return false }
-            index += 1
-        }
-        return true
-    }
 }
