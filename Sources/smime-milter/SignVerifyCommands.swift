@@ -37,10 +37,17 @@ func runReportingFailure(_ name: String, _ body: () throws -> Void) throws {
 struct SignCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sign",
-        abstract: "Sign a message file exactly as the milter would; the signed message goes to standard output.")
+        abstract: "Sign a message file exactly as the milter would; the signed message goes to standard output.",
+        discussion: "With --config, the signer is chosen from the signing table by --from or the message's From.")
 
-    @Option(name: .long, help: "Key: a pkcs11: URI (with pin-source) or a PEM private key file.")
-    var key: String
+    @Option(name: .long, help: "Configuration file whose SigningTable chooses the signer.")
+    var config: String?
+
+    @Option(name: .long, help: "The address to look up in the signing table (default: the message's author).")
+    var from: String?
+
+    @Option(name: .long, help: "Key: a pkcs11: URI (with pin-source) or a PEM private key file (instead of --config).")
+    var key: String?
 
     @Option(name: .long, help: "Certificate PEM file (default for a token key: the certificate on the token).")
     var cert: String?
@@ -62,7 +69,7 @@ struct SignCommand: ParsableCommand {
 
     func run() throws {
         try runReportingFailure("sign") {
-            guard let digestAlgorithm = DigestAlgorithm(rawValue: digest) else {
+            guard let requestedDigest = DigestAlgorithm(rawValue: digest) else {
                 throw CommandFailure("unknown digest \(digest); use sha-256, sha-384 or sha-512")
             }
             let chosen = try scheme.map { name -> SignatureScheme in
@@ -71,19 +78,35 @@ struct SignCommand: ParsableCommand {
                 }
                 return value
             }
+            let message = try readInput(input)
+            var digestAlgorithm = requestedDigest
             let signer: any Signer
-            if key.lowercased().hasPrefix("pkcs11:") {
+            if let config {
+                let configuration = try Configuration.load(path: config)
+                guard let tablePath = configuration.signingTable else {
+                    throw CommandFailure("\(config) has no SigningTable; add one or give --key")
+                }
+                let table = try SigningTable.load(path: tablePath)
+                let author = try from ?? Verification.authorAddress(Message(bytes: message).root.headers)
+                guard let author, let entry = table.lookup(author) else {
+                    throw CommandFailure("no signing table entry matches \(from ?? "the message's From address"); nothing to sign with")
+                }
+                digestAlgorithm = configuration.digestAlgorithm
+                signer = try SignerLoader.signer(for: entry, configuration: configuration)
+            } else if let key, key.lowercased().hasPrefix("pkcs11:") {
                 let tokenKey = try TokenKey(uri: PKCS11URI(parsing: key), modulePath: module)
                 let certificate = try cert.map { path -> [UInt8] in
                     guard let first = try Certificate.load(pemFile: path).first else { throw CommandFailure("no certificate in \(path)") }
                     return first.der
                 }
                 signer = try TokenSigner(key: tokenKey, certificate: certificate, chainFile: chain, scheme: chosen)
-            } else {
+            } else if let key {
                 guard let cert else { throw CommandFailure("a PEM key needs --cert FILE") }
                 signer = try PEMKeySigner(keyFile: key, certificateFile: cert, chainFile: chain, scheme: chosen)
+            } else {
+                throw CommandFailure("give --config FILE (signing table) or --key")
             }
-            let signed = try Signing.sign(message: readInput(input), signer: signer, digest: digestAlgorithm)
+            let signed = try Signing.sign(message: message, signer: signer, digest: digestAlgorithm)
             FileHandle.standardOutput.write(Data(signed))
         }
     }
@@ -93,7 +116,14 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Verify a message file and print the headers the milter would add.",
-        discussion: "Exit status 0 when a verdict was reached, whatever it is; 2 on unusable input or options.")
+        discussion: """
+            Exit status 0 when a verdict was reached, whatever it is; 2 on unusable input or options. \
+            With --config, trust anchors, intermediates, CRLs, revocation check and authserv-id come from the \
+            configuration file.
+            """)
+
+    @Option(name: .long, help: "Configuration file (replaces the trust and revocation options).")
+    var config: String?
 
     @Option(name: .long, help: "Trust anchor PEM file or directory (repeatable).")
     var trust: [String] = ["/etc/smime-milter/trust"]
@@ -124,8 +154,16 @@ struct VerifyCommand: ParsableCommand {
             guard let check = RevocationCheck(rawValue: revocation) else {
                 throw CommandFailure("unknown revocation check \(revocation); use none, crl or crl+fetch")
             }
-            let store = try TrustStore(
-                anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check)
+            var authservID = self.authservID
+            let store: TrustStore
+            if let config {
+                let configuration = try Configuration.load(path: config)
+                authservID = configuration.authservID
+                store = try SignerLoader.trustStore(configuration)
+            } else {
+                store = try TrustStore(
+                    anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check)
+            }
             let message = try Message(bytes: readInput(input))
             let author = from ?? Verification.authorAddress(message.root.headers)
             let verdict = Verification.verify(message: message, from: author, verifier: Verifier(trust: store))

@@ -1,0 +1,271 @@
+import Foundation
+public import SMIME
+public import Token
+
+/// A configuration problem, with where it is and what to do.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let file: String
+    public let line: Int?
+    public let message: String
+    public let hint: String
+
+    public init(file: String, line: Int?, message: String, hint: String) {
+        self.file = file
+        self.line = line
+        self.message = message
+        self.hint = hint
+    }
+
+    public var description: String {
+        "\(file)\(line.map { ":\($0)" } ?? ""): \(message); \(hint)"
+    }
+}
+
+/// What to do with a message when something goes wrong.
+public enum FailureAction: String, Sendable, CaseIterable {
+    case accept, tempfail, reject, quarantine
+}
+
+/// The daemon's configuration: OpenDKIM-style `Name value` lines, `#` comments, names
+/// case-insensitive. Parsed once into this immutable value and validated as a whole.
+public struct Configuration: Sendable {
+    public var socket = "local:/var/spool/postfix/smime-milter/smime-milter.sock"
+    public var umask = "007"
+    public var userID: String?
+    public var mode = "sv"
+    public var authservID = ProcessInfo.processInfo.hostName
+    public var internalHosts = ["127.0.0.1", "::1"]
+    public var mta: [String] = []
+    public var signingTable: String?
+    public var authorizedSigners: String?
+    public var pkcs11Module: String?
+    public var sessionPoolSize = 2
+    public var trustAnchors = ["/etc/smime-milter/trust"]
+    public var intermediates: [String] = []
+    public var crlDirectory: String?
+    public var revocationCheck = RevocationCheck.none
+    public var crlFetchTimeout = 5
+    public var digestAlgorithm = DigestAlgorithm.sha256
+    public var onSignFailure = FailureAction.tempfail
+    public var onBadSignature = FailureAction.accept
+    public var onInternalError = FailureAction.tempfail
+    public var signBounces = false
+    public var maximumSignSize = 50 << 20
+    public var addReadableHeader = true
+    public var subjectTag: String?
+    public var logLevel = "info"
+    public var syslog = true
+
+    public init() {}
+
+    /// One configuration key: its name, type, default and what it does.
+    public struct Key: Sendable {
+        public let name: String
+        public let type: String
+        public let defaultValue: String
+        public let required: Bool
+        public let description: String
+        let apply: @Sendable (inout Configuration, String) throws -> Void
+    }
+
+    /// Every key, in the order `smime-milter.conf.sample` lists them.
+    public static let keys: [Key] = [
+        Key(name: "Socket", type: "socket", defaultValue: "local:/var/spool/postfix/smime-milter/smime-milter.sock", required: false,
+            description: "where the milter listens: local:PATH, unix:PATH, inet:PORT@HOST, inet6:PORT@[HOST]") {
+            guard $1.hasPrefix("local:") || $1.hasPrefix("unix:") || $1.hasPrefix("inet:") || $1.hasPrefix("inet6:") else {
+                throw Problem("'\($1)' is not a socket", "write local:/PATH, inet:PORT@HOST or inet6:PORT@[HOST]")
+            }
+            $0.socket = $1
+        },
+        Key(name: "UMask", type: "octal", defaultValue: "007", required: false, description: "umask for the socket") {
+            guard UInt16($1, radix: 8) != nil else { throw Problem("'\($1)' is not an octal number", "write for example 007") }
+            $0.umask = $1
+        },
+        Key(name: "UserID", type: "user[:group]", defaultValue: "(none)", required: false,
+            description: "the user to run as after binding the socket") { $0.userID = $1 },
+        Key(name: "Mode", type: "s, v or sv", defaultValue: "sv", required: false, description: "sign, verify or both") {
+            guard ["s", "v", "sv", "vs"].contains($1) else { throw Problem("Mode '\($1)' is unknown", "use s, v or sv") }
+            $0.mode = $1
+        },
+        Key(name: "AuthservID", type: "string", defaultValue: "(host name)", required: false,
+            description: "the authserv-id of Authentication-Results") { $0.authservID = $1 },
+        Key(name: "InternalHosts", type: "list", defaultValue: "127.0.0.1, ::1", required: false,
+            description: "addresses and CIDR ranges (or a file of them) whose mail is signed") { $0.internalHosts = try list($1) },
+        Key(name: "MTA", type: "list", defaultValue: "(none)", required: false,
+            description: "values of {daemon_name} whose mail is signed (e.g. ORIGINATING)") { $0.mta = try list($1) },
+        Key(name: "SigningTable", type: "path", defaultValue: "(none)", required: false,
+            description: "From address pattern -> key [cert=FILE] [chain=FILE]") { $0.signingTable = $1 },
+        Key(name: "AuthorizedSigners", type: "path", defaultValue: "(none)", required: false,
+            description: "SMTP login -> address patterns it may sign as") { $0.authorizedSigners = $1 },
+        Key(name: "PKCS11Module", type: "path", defaultValue: "(p11-kit registered modules)", required: false,
+            description: "PKCS#11 module for keys whose URI names none") { $0.pkcs11Module = $1 },
+        Key(name: "SessionPoolSize", type: "integer", defaultValue: "2", required: false,
+            description: "sessions per token signing at once") { $0.sessionPoolSize = try integer($1, in: 1...64) },
+        Key(name: "TrustAnchors", type: "list", defaultValue: "/etc/smime-milter/trust", required: false,
+            description: "PEM files or directories of trusted roots") { $0.trustAnchors = try list($1) },
+        Key(name: "Intermediates", type: "list", defaultValue: "(none)", required: false,
+            description: "PEM files of intermediate CAs for messages that lack them") { $0.intermediates = try list($1) },
+        Key(name: "CRLDirectory", type: "path", defaultValue: "(none)", required: false,
+            description: "directory of CRLs, PEM or DER") { $0.crlDirectory = $1 },
+        Key(name: "RevocationCheck", type: "none, crl or crl+fetch", defaultValue: "none", required: false,
+            description: "how revocation is checked") {
+            guard let check = RevocationCheck(rawValue: $1.lowercased()) else {
+                throw Problem("RevocationCheck '\($1)' is unknown", "use none, crl or crl+fetch")
+            }
+            $0.revocationCheck = check
+        },
+        Key(name: "CRLFetchTimeout", type: "seconds", defaultValue: "5", required: false,
+            description: "how long a CRL download may take") { $0.crlFetchTimeout = try integer($1, in: 1...60) },
+        Key(name: "DigestAlgorithm", type: "sha-256, sha-384 or sha-512", defaultValue: "sha-256", required: false,
+            description: "the hash signatures are made over") {
+            guard let digest = DigestAlgorithm(rawValue: $1.lowercased()) else {
+                throw Problem("DigestAlgorithm '\($1)' is unknown", "use sha-256, sha-384 or sha-512")
+            }
+            $0.digestAlgorithm = digest
+        },
+        Key(name: "OnSignFailure", type: "action", defaultValue: "tempfail", required: false,
+            description: "when a signer is chosen but signing fails") { $0.onSignFailure = try action($1) },
+        Key(name: "OnBadSignature", type: "action", defaultValue: "accept", required: false,
+            description: "when incoming mail fails verification") { $0.onBadSignature = try action($1) },
+        Key(name: "OnInternalError", type: "action", defaultValue: "tempfail", required: false,
+            description: "when something unexpected fails") { $0.onInternalError = try action($1) },
+        Key(name: "SignBounces", type: "boolean", defaultValue: "no", required: false,
+            description: "sign mail with a null envelope sender") { $0.signBounces = try boolean($1) },
+        Key(name: "MaximumSignSize", type: "size", defaultValue: "50M", required: false,
+            description: "larger messages are not signed") { $0.maximumSignSize = try size($1) },
+        Key(name: "AddReadableHeader", type: "boolean", defaultValue: "yes", required: false,
+            description: "add X-SMIME-Verification beside Authentication-Results") { $0.addReadableHeader = try boolean($1) },
+        Key(name: "SubjectTag", type: "string", defaultValue: "(none)", required: false,
+            description: "text put before the Subject of mail that fails verification") { $0.subjectTag = $1 },
+        Key(name: "LogLevel", type: "error, warning, info or debug", defaultValue: "info", required: false,
+            description: "how much is logged") {
+            guard ["error", "warning", "info", "debug"].contains($1.lowercased()) else {
+                throw Problem("LogLevel '\($1)' is unknown", "use error, warning, info or debug")
+            }
+            $0.logLevel = $1.lowercased()
+        },
+        Key(name: "Syslog", type: "boolean", defaultValue: "yes", required: false,
+            description: "log to syslog (facility mail) rather than standard error") { $0.syslog = try boolean($1) },
+    ]
+
+    // MARK: parsing
+
+    /// Reads and validates a configuration file.
+    public static func load(path: String) throws -> Configuration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError(
+                file: path, line: nil, message: "cannot read the configuration file",
+                hint: "check the path, or give another with --config")
+        }
+        return try parse(String(decoding: data, as: UTF8.self), file: path)
+    }
+
+    /// Parses configuration text; `file` names it in errors.
+    public static func parse(_ text: String, file: String) throws -> Configuration {
+        var configuration = Configuration()
+        var seen: [String: Int] = [:]
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let number = index + 1
+            var line = Substring(rawLine)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            line = line.drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            while let last = line.last, last == " " || last == "\t" || last == "\r" { line = line.dropLast() }
+            guard !line.isEmpty else { continue }
+            let name = String(line.prefix(while: { $0 != " " && $0 != "\t" }))
+            let value = String(line.dropFirst(name.count).drop(while: { $0 == " " || $0 == "\t" }))
+            guard let key = keys.first(where: { $0.name.caseInsensitiveCompare(name) == .orderedSame }) else {
+                let close = keys.map(\.name).filter { distance($0.lowercased(), name.lowercased()) <= 2 }
+                throw ConfigurationError(
+                    file: file, line: number, message: "unknown key '\(name)'",
+                    hint: close.isEmpty
+                        ? "see smime-milter.conf(5) or conf/smime-milter.conf.sample for the keys"
+                        : "did you mean \(close.joined(separator: " or "))?")
+            }
+            guard !value.isEmpty else {
+                throw ConfigurationError(
+                    file: file, line: number, message: "\(key.name) has no value", hint: "write: \(key.name) \(key.type)")
+            }
+            if let previous = seen[key.name] {
+                throw ConfigurationError(
+                    file: file, line: number, message: "\(key.name) is set twice (first on line \(previous))",
+                    hint: "keep one of the two lines")
+            }
+            seen[key.name] = number
+            do {
+                try key.apply(&configuration, value)
+            } catch let problem as Problem {
+                throw ConfigurationError(file: file, line: number, message: problem.message, hint: problem.hint)
+            }
+        }
+        for key in keys where key.required && seen[key.name] == nil {
+            throw ConfigurationError(file: file, line: nil, message: "\(key.name) is missing", hint: "add: \(key.name) \(key.type)")
+        }
+        return configuration
+    }
+
+    /// Levenshtein distance, for "did you mean" on a mistyped key.
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a)
+        let b = Array(b)
+        var previous = Array(0...b.count)
+        for i in 1...max(1, a.count) where !a.isEmpty {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(1, b.count) where !b.isEmpty {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return a.isEmpty ? b.count : previous[b.count]
+    }
+
+    struct Problem: Error {
+        let message: String
+        let hint: String
+        init(_ message: String, _ hint: String) {
+            self.message = message
+            self.hint = hint
+        }
+    }
+
+    static func list(_ value: String) throws -> [String] {
+        let items = value.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }).map(String.init)
+        guard !items.isEmpty else { throw Problem("the list is empty", "separate items with commas") }
+        return items
+    }
+
+    static func boolean(_ value: String) throws -> Bool {
+        switch value.lowercased() {
+        case "yes", "true", "1", "on": return true
+        case "no", "false", "0", "off": return false
+        default: throw Problem("'\(value)' is not a boolean", "write yes or no")
+        }
+    }
+
+    static func integer(_ value: String, in range: ClosedRange<Int>) throws -> Int {
+        guard let number = Int(value), range.contains(number) else {
+            throw Problem("'\(value)' is not a whole number from \(range.lowerBound) to \(range.upperBound)", "write a number in that range")
+        }
+        return number
+    }
+
+    static func size(_ value: String) throws -> Int {
+        let multipliers: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        var digits = value.uppercased()
+        var multiplier = 1
+        if let last = digits.last, let factor = multipliers[last] {
+            multiplier = factor
+            digits.removeLast()
+        }
+        guard let number = Int(digits), number > 0 else {
+            throw Problem("'\(value)' is not a size", "write octets, or a number with K, M or G (50M)")
+        }
+        return number * multiplier
+    }
+
+    static func action(_ value: String) throws -> FailureAction {
+        guard let action = FailureAction(rawValue: value.lowercased()) else {
+            throw Problem("'\(value)' is not an action", "use accept, tempfail, reject or quarantine")
+        }
+        return action
+    }
+}

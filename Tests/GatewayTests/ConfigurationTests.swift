@@ -1,0 +1,150 @@
+import Foundation
+import Gateway
+import SMIME
+import TestSupport
+import Testing
+import Token
+
+@Suite struct ConfigurationTests {
+    @Test func everyKeyParses() throws {
+        let text = """
+            # comment
+            Socket            inet:8893@127.0.0.1
+            umask             002
+            UserID            smime-milter
+            Mode              s
+            AuthservID        mail.dienbien.gov.vn   # trailing comment
+            InternalHosts     127.0.0.1, ::1, 10.20.0.0/16
+            MTA               ORIGINATING
+            SigningTable      /etc/smime-milter/signing-table
+            AuthorizedSigners /etc/smime-milter/authorized-signers
+            PKCS11Module      /usr/lib/softhsm/libsofthsm2.so
+            SessionPoolSize   4
+            TrustAnchors      /etc/smime-milter/trust
+            Intermediates     /etc/smime-milter/chain.pem
+            CRLDirectory      /etc/smime-milter/crl
+            RevocationCheck   crl+fetch
+            CRLFetchTimeout   3
+            DigestAlgorithm   sha-384
+            OnSignFailure     reject
+            OnBadSignature    quarantine
+            OnInternalError   accept
+            SignBounces       yes
+            MaximumSignSize   25M
+            AddReadableHeader no
+            SubjectTag        [SMIME?]
+            LogLevel          debug
+            Syslog            no
+            """
+        let configuration = try Configuration.parse(text, file: "test.conf")
+        #expect(configuration.socket == "inet:8893@127.0.0.1")
+        #expect(configuration.umask == "002")
+        #expect(configuration.mode == "s")
+        #expect(configuration.authservID == "mail.dienbien.gov.vn")
+        #expect(configuration.internalHosts == ["127.0.0.1", "::1", "10.20.0.0/16"])
+        #expect(configuration.mta == ["ORIGINATING"])
+        #expect(configuration.sessionPoolSize == 4)
+        #expect(configuration.revocationCheck == .crlFetch)
+        #expect(configuration.crlFetchTimeout == 3)
+        #expect(configuration.digestAlgorithm == .sha384)
+        #expect(configuration.onSignFailure == .reject)
+        #expect(configuration.onBadSignature == .quarantine)
+        #expect(configuration.onInternalError == .accept)
+        #expect(configuration.signBounces)
+        #expect(configuration.maximumSignSize == 25 << 20)
+        #expect(!configuration.addReadableHeader)
+        #expect(configuration.subjectTag == "[SMIME?]")
+        #expect(configuration.logLevel == "debug")
+        #expect(!configuration.syslog)
+        // The test lists every key the table has.
+        for key in Configuration.keys {
+            #expect(text.lowercased().contains(key.name.lowercased() + " "), "\(key.name) not covered")
+        }
+    }
+
+    @Test(arguments: [
+        ("Sokcet local:/x", 1, "unknown key 'Sokcet'", "Socket"),
+        ("Mode sign", 1, "Mode 'sign' is unknown", "use s, v or sv"),
+        ("\nSignBounces maybe", 2, "'maybe' is not a boolean", "yes or no"),
+        ("MaximumSignSize lots", 1, "'lots' is not a size", "50M"),
+        ("OnSignFailure drop", 1, "'drop' is not an action", "tempfail"),
+        ("RevocationCheck ocsp", 1, "RevocationCheck 'ocsp' is unknown", "crl+fetch"),
+        ("Socket tcp:25", 1, "is not a socket", "inet:PORT@HOST"),
+        ("AuthservID", 1, "AuthservID has no value", "AuthservID string"),
+        ("Mode s\nMode v", 2, "Mode is set twice (first on line 1)", "keep one"),
+        ("SessionPoolSize 0", 1, "from 1 to 64", "range"),
+    ])
+    func errorsNameFileLineAndFix(text: String, line: Int, message: String, hint: String) {
+        #expect {
+            try Configuration.parse(text, file: "/etc/smime-milter/smime-milter.conf")
+        } throws: { error in
+            guard let error = error as? ConfigurationError else { return false }
+            return error.file == "/etc/smime-milter/smime-milter.conf" && error.line == line
+                && error.message.contains(message) && (error.hint.contains(hint) || error.message.contains(hint))
+        }
+    }
+
+    @Test func theShippedSampleListsEveryKeyAndTheMinimalOneParses() throws {
+        let sample = try String(contentsOfFile: TestPKI.repositoryRoot + "/conf/smime-milter.conf.sample", encoding: .utf8)
+        for key in Configuration.keys {
+            #expect(sample.contains("#\(key.name)"), "\(key.name) missing from the sample")
+        }
+        // Uncommenting every default line gives a valid configuration.
+        let uncommented = sample.split(separator: "\n").filter { $0.hasPrefix("#") && $0.dropFirst().first?.isUppercase == true && $0.contains(" ") }
+            .map { String($0.dropFirst()) }.joined(separator: "\n")
+        #expect(throws: Never.self) { try Configuration.parse(uncommented, file: "sample") }
+        #expect(throws: Never.self) { try Configuration.load(path: TestPKI.repositoryRoot + "/conf/smime-milter.conf") }
+    }
+}
+
+@Suite struct SigningTableTests {
+    let table = try! SigningTable.parse(
+        """
+        # unit and staff certificates
+        vanthu.stttt@dienbien.gov.vn  pkcs11:token=STTTT-DienBien;object=vanthu?pin-source=file:/p  chain=/c.pem
+        *@stttt.dienbien.gov.vn       pkcs11:token=STTTT-DienBien;object=unit-seal?pin-source=file:/p
+        *@.dienbien.gov.vn            pkcs11:token=UBND-Tinh;id=%01
+        *                             /etc/smime-milter/default.key cert=/etc/smime-milter/default.pem
+        """, file: "signing-table")
+
+    @Test func lookupGoesExactThenDomainThenParentThenDefault() {
+        #expect(table.lookup("vanthu.stttt@dienbien.gov.vn")?.key.contains("object=vanthu") == true)
+        #expect(table.lookup("VanThu.STTTT@DienBien.gov.vn")?.key.contains("object=vanthu") == true)
+        #expect(table.lookup("anyone@stttt.dienbien.gov.vn")?.key.contains("object=unit-seal") == true)
+        #expect(table.lookup("x@sotc.dienbien.gov.vn")?.pattern == "*@.dienbien.gov.vn")
+        #expect(table.lookup("x@deep.sotc.dienbien.gov.vn")?.pattern == "*@.dienbien.gov.vn")
+        #expect(table.lookup("x@gmail.com")?.pattern == "*")
+        #expect(table.lookup("vanthu.stttt@dienbien.gov.vn")?.chain == "/c.pem")
+    }
+
+    @Test func noMatchWithoutADefault() throws {
+        let small = try SigningTable.parse("*@stttt.dienbien.gov.vn pkcs11:token=T;object=k", file: "t")
+        #expect(small.lookup("x@dienbien.gov.vn") == nil)
+        #expect(small.lookup("x@stttt.dienbien.gov.vn") != nil)
+    }
+
+    @Test func badLinesAreNamed() {
+        #expect { try SigningTable.parse("\n*@x.vn", file: "t") } throws: {
+            ($0 as? ConfigurationError)?.line == 2 && "\($0)".contains("has no key")
+        }
+        #expect { try SigningTable.parse("x*y@z pkcs11:token=a", file: "t") } throws: { "\($0)".contains("not a pattern") }
+        #expect { try SigningTable.parse("* /k.pem", file: "t") } throws: { "\($0)".contains("cert=FILE") }
+        #expect { try SigningTable.parse("* pkcs11:token=a color=red", file: "t") } throws: { "\($0)".contains("unknown option") }
+    }
+
+    /// The whole path: configuration -> table -> token signer -> a signature openssl accepts.
+    @Test func aTableEntrySignsWithTheTokenKey() throws {
+        let pki = TestPKI.shared
+        let table = try SigningTable.parse(
+            "*@dienbien.gov.vn \(pki.keyURI(token: "STTTT-DienBien", object: "unit-seal")) chain=\(pki.path("ca/chain.pem"))",
+            file: "t")
+        var configuration = Configuration()
+        configuration.pkcs11Module = pki.softHSMModule
+        let entry = try #require(table.lookup("stttt@dienbien.gov.vn"))
+        let signer = try SignerLoader.signer(for: entry, configuration: configuration)
+        let message = Array("From: stttt@dienbien.gov.vn\r\nSubject: x\r\n\r\nHello\r\n".utf8)
+        let signed = try Signing.sign(message: message, signer: signer)
+        let result = try IndependentTools.shared.opensslVerify(message: signed)
+        #expect(result.ok, "\(result.output)")
+    }
+}
