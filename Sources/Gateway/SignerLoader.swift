@@ -1,26 +1,35 @@
 public import SMIME
-import Token
+public import Token
 
 /// Makes the signer a signing-table entry names: a token key (certificate from the token
 /// unless `cert=` is given) or a PEM key file.
 public enum SignerLoader {
     public static func signer(for entry: SigningTable.Entry, configuration: Configuration) throws -> any Signer {
-        if entry.key.lowercased().hasPrefix("pkcs11:") {
-            let key = try TokenKey(
-                uri: PKCS11URI(parsing: entry.key), modulePath: configuration.pkcs11Module,
-                poolSize: configuration.sessionPoolSize)
-            let certificate = try entry.certificate.map { path -> [UInt8] in
+        try signer(
+            key: entry.key, certificate: entry.certificate, chain: entry.chain, modulePath: configuration.pkcs11Module,
+            poolSize: configuration.sessionPoolSize, certificateOption: "cert=FILE on line \(entry.line) of the signing table")
+    }
+
+    /// The same from its parts, as `smime-milter sign --key` gives them; `certificateOption`
+    /// names where a certificate file is given, for the hints.
+    public static func signer(
+        key: String, certificate: String?, chain: String?, modulePath: String?, poolSize: Int = 2,
+        scheme: SignatureScheme? = nil, certificateOption: String
+    ) throws -> any Signer {
+        if key.lowercased().hasPrefix("pkcs11:") {
+            let tokenKey = try TokenKey(uri: PKCS11URI(parsing: key), modulePath: modulePath, poolSize: poolSize)
+            let der = try certificate.map { path -> [UInt8] in
                 guard let first = try Certificate.load(pemFile: path).first else {
-                    throw SMIMEError("no certificate in \(path)", hint: "fix cert= on line \(entry.line) of the signing table")
+                    throw SMIMEError("no certificate in \(path)", hint: "fix \(certificateOption)")
                 }
                 return first.der
             }
-            return try TokenSigner(key: key, certificate: certificate, chainFile: entry.chain)
+            return try TokenSigner(key: tokenKey, certificate: der, chainFile: chain, scheme: scheme)
         }
-        guard let certificate = entry.certificate else {
-            throw SMIMEError("the PEM key \(entry.key) has no certificate", hint: "add cert=FILE on line \(entry.line)")
+        guard let certificate else {
+            throw SMIMEError("the PEM key \(key) has no certificate", hint: "add \(certificateOption)")
         }
-        return try PEMKeySigner(keyFile: entry.key, certificateFile: certificate, chainFile: entry.chain)
+        return try PEMKeySigner(keyFile: key, certificateFile: certificate, chainFile: chain, scheme: scheme)
     }
 
     /// The trust store a configuration describes.

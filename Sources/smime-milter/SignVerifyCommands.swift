@@ -93,16 +93,10 @@ struct SignCommand: ParsableCommand {
                 }
                 digestAlgorithm = configuration.digestAlgorithm
                 signer = try SignerLoader.signer(for: entry, configuration: configuration)
-            } else if let key, key.lowercased().hasPrefix("pkcs11:") {
-                let tokenKey = try TokenKey(uri: PKCS11URI(parsing: key), modulePath: module)
-                let certificate = try cert.map { path -> [UInt8] in
-                    guard let first = try Certificate.load(pemFile: path).first else { throw CommandFailure("no certificate in \(path)") }
-                    return first.der
-                }
-                signer = try TokenSigner(key: tokenKey, certificate: certificate, chainFile: chain, scheme: chosen)
             } else if let key {
-                guard let cert else { throw CommandFailure("a PEM key needs --cert FILE") }
-                signer = try PEMKeySigner(keyFile: key, certificateFile: cert, chainFile: chain, scheme: chosen)
+                signer = try SignerLoader.signer(
+                    key: key, certificate: cert, chain: chain, modulePath: module, scheme: chosen,
+                    certificateOption: "--cert FILE")
             } else {
                 throw CommandFailure("give --config FILE (signing table) or --key")
             }
