@@ -34,7 +34,9 @@ public struct Configuration: Sendable {
     public var userID: String?
     public var mode = "sv"
     public var authservID = ProcessInfo.processInfo.hostName
+    /// `InternalHosts` as written; `internalHostList` is what they parse to.
     public var internalHosts = ["127.0.0.1", "::1"]
+    public var internalHostList = HostList.loopback
     public var mta: [String] = []
     public var signingTable: String?
     public var authorizedSigners: String?
@@ -49,12 +51,20 @@ public struct Configuration: Sendable {
     public var onSignFailure = FailureAction.tempfail
     public var onBadSignature = FailureAction.accept
     public var onInternalError = FailureAction.tempfail
+    public var onUnauthorizedSigner = FailureAction.reject
     public var signBounces = false
     public var maximumSignSize = 50 << 20
     public var addReadableHeader = true
     public var subjectTag: String?
     public var logLevel = "info"
     public var syslog = true
+    public var stateDirectory = "/var/lib/smime-milter"
+    public var spoolThreshold = 4 << 20
+    public var spoolDirectory = "/tmp"
+
+    /// Whether `Mode` includes signing and verifying.
+    public var signs: Bool { mode.contains("s") }
+    public var verifies: Bool { mode.contains("v") }
 
     public init() {}
 
@@ -129,6 +139,14 @@ public struct Configuration: Sendable {
             description: "when incoming mail fails verification") { $0.onBadSignature = try action($1) },
         Key(name: "OnInternalError", type: "action", defaultValue: "tempfail", required: false,
             description: "when something unexpected fails") { $0.onInternalError = try action($1) },
+        Key(name: "OnUnauthorizedSigner", type: "accept or reject", defaultValue: "reject", required: false,
+            description: "when AuthorizedSigners does not let the login send as the From address") {
+            let value = try action($1)
+            guard value == .accept || value == .reject else {
+                throw Problem("OnUnauthorizedSigner '\($1)' is not allowed", "use accept (send unsigned) or reject")
+            }
+            $0.onUnauthorizedSigner = value
+        },
         Key(name: "SignBounces", type: "boolean", defaultValue: "no", required: false,
             description: "sign mail with a null envelope sender") { $0.signBounces = try boolean($1) },
         Key(name: "MaximumSignSize", type: "size", defaultValue: "50M", required: false,
@@ -146,6 +164,12 @@ public struct Configuration: Sendable {
         },
         Key(name: "Syslog", type: "boolean", defaultValue: "yes", required: false,
             description: "log to syslog (facility mail) rather than standard error") { $0.syslog = try boolean($1) },
+        Key(name: "StateDirectory", type: "path", defaultValue: "/var/lib/smime-milter", required: false,
+            description: "where the statistics file is written every minute") { $0.stateDirectory = $1 },
+        Key(name: "SpoolThreshold", type: "size", defaultValue: "4M", required: false,
+            description: "message bodies larger than this are kept in a file, not in memory") { $0.spoolThreshold = try size($1) },
+        Key(name: "SpoolDirectory", type: "path", defaultValue: "/tmp", required: false,
+            description: "where the private directory for spooled bodies is made") { $0.spoolDirectory = $1 },
     ]
 
     // MARK: parsing
@@ -197,6 +221,8 @@ public struct Configuration: Sendable {
                 throw ConfigurationError(file: file, line: number, message: problem.message, hint: problem.hint)
             }
         }
+        configuration.internalHostList = try HostList(
+            entries: configuration.internalHosts, file: file, line: seen["InternalHosts"])
         for key in keys where key.required && seen[key.name] == nil {
             throw ConfigurationError(file: file, line: nil, message: "\(key.name) is missing", hint: "add: \(key.name) \(key.type)")
         }

@@ -5,6 +5,8 @@ public import MIME
 public enum HeaderEdit: Sendable, Equatable {
     /// Delete the `occurrence`-th field of that name (1-based).
     case delete(name: String, occurrence: Int)
+    /// Replace the value of the `occurrence`-th field of that name (1-based).
+    case change(name: String, occurrence: Int, value: String)
     /// Insert at position `index` (0 is the top).
     case insert(index: Int, name: String, value: String)
     /// Append at the end of the header.
@@ -23,6 +25,15 @@ public enum HeaderEdit: Sendable, Equatable {
                     return seen == occurrence
                 }) {
                     result.remove(at: index)
+                }
+            case .change(let name, let occurrence, let value):
+                var seen = 0
+                if let index = result.firstIndex(where: { field in
+                    guard field.hasName(name) else { return false }
+                    seen += 1
+                    return seen == occurrence
+                }) {
+                    result[index] = HeaderField(name: result[index].name, value: value)
                 }
             case .insert(let index, let name, let value):
                 result.insert(HeaderField(name: name, value: value), at: min(index, result.count))

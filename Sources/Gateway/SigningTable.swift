@@ -43,7 +43,7 @@ public struct SigningTable: Sendable, Equatable {
                     hint: "write PATTERN pkcs11:token=...;object=...?pin-source=file:/PATH [cert=FILE] [chain=FILE]")
             }
             let pattern = fields[0].lowercased()
-            guard pattern == "*" || pattern.hasPrefix("*@") || (pattern.contains("@") && !pattern.contains("*")) else {
+            guard SigningTable.isPattern(pattern) else {
                 throw ConfigurationError(
                     file: file, line: number, message: "'\(fields[0])' is not a pattern",
                     hint: "use an address, *@domain, *@.parent-domain or *")
@@ -77,8 +77,16 @@ public struct SigningTable: Sendable, Equatable {
 
     /// The entry for an address, or nil when none matches.
     public func lookup(_ address: String) -> Entry? {
+        for candidate in SigningTable.candidates(for: address) {
+            if let entry = entries.first(where: { $0.pattern == candidate }) { return entry }
+        }
+        return nil
+    }
+
+    /// The patterns that match an address, most specific first.
+    static func candidates(for address: String) -> [String] {
         let address = address.lowercased()
-        guard let at = address.lastIndex(of: "@") else { return entries.first(where: { $0.pattern == "*" }) }
+        guard let at = address.lastIndex(of: "@") else { return ["*"] }
         let domain = address[address.index(after: at)...]
         var candidates = [address, "*@" + domain]
         var parent = Substring(domain)
@@ -87,9 +95,11 @@ public struct SigningTable: Sendable, Equatable {
             candidates.append("*@." + parent)
         }
         candidates.append("*")
-        for candidate in candidates {
-            if let entry = entries.first(where: { $0.pattern == candidate }) { return entry }
-        }
-        return nil
+        return candidates
+    }
+
+    /// An address, `*@domain`, `*@.parent` or `*`.
+    static func isPattern(_ pattern: String) -> Bool {
+        pattern == "*" || pattern.hasPrefix("*@") || (pattern.contains("@") && !pattern.contains("*"))
     }
 }

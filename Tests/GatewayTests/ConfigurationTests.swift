@@ -29,12 +29,16 @@ import Token
             OnSignFailure     reject
             OnBadSignature    quarantine
             OnInternalError   accept
+            OnUnauthorizedSigner accept
             SignBounces       yes
             MaximumSignSize   25M
             AddReadableHeader no
             SubjectTag        [SMIME?]
             LogLevel          debug
             Syslog            no
+            StateDirectory    /var/lib/smime-milter-test
+            SpoolThreshold    1M
+            SpoolDirectory    /var/tmp
             """
         let configuration = try Configuration.parse(text, file: "test.conf")
         #expect(configuration.socket == "inet:8893@127.0.0.1")
@@ -56,6 +60,11 @@ import Token
         #expect(configuration.subjectTag == "[SMIME?]")
         #expect(configuration.logLevel == "debug")
         #expect(!configuration.syslog)
+        #expect(configuration.onUnauthorizedSigner == .accept)
+        #expect(configuration.stateDirectory == "/var/lib/smime-milter-test")
+        #expect(configuration.spoolThreshold == 1 << 20)
+        #expect(configuration.spoolDirectory == "/var/tmp")
+        #expect(configuration.internalHostList.contains("10.20.255.1") && !configuration.internalHostList.contains("10.21.0.1"))
         // The test lists every key the table has.
         for key in Configuration.keys {
             #expect(text.lowercased().contains(key.name.lowercased() + " "), "\(key.name) not covered")
@@ -73,6 +82,10 @@ import Token
         ("AuthservID", 1, "AuthservID has no value", "AuthservID string"),
         ("Mode s\nMode v", 2, "Mode is set twice (first on line 1)", "keep one"),
         ("SessionPoolSize 0", 1, "from 1 to 64", "range"),
+        ("\n\nInternalHosts 10.0.0.0/8, mail.example", 3, "'mail.example' is not an IP address", "host names are not looked up"),
+        ("InternalHosts 10.0.0.0/33", 1, "has a bad prefix length", "/0 to /32"),
+        ("InternalHosts /nonexistent/internal-hosts", 1, "cannot read the internal hosts file", "check the path"),
+        ("OnUnauthorizedSigner tempfail", 1, "is not allowed", "accept (send unsigned) or reject"),
     ])
     func errorsNameFileLineAndFix(text: String, line: Int, message: String, hint: String) {
         #expect {
@@ -94,6 +107,42 @@ import Token
             .map { String($0.dropFirst()) }.joined(separator: "\n")
         #expect(throws: Never.self) { try Configuration.parse(uncommented, file: "sample") }
         #expect(throws: Never.self) { try Configuration.load(path: TestPKI.repositoryRoot + "/conf/smime-milter.conf") }
+    }
+}
+
+@Suite struct HostListTests {
+    @Test func rangesMatchIPv4AndIPv6AndFilesNameTheirLines() throws {
+        let directory = try TestPKI.shared.temporaryDirectory("hosts")
+        try "# LAN\n10.20.0.0/16\n\n192.168.1.0/24 fd00::/8  # lab\nbad-entry\n".write(
+            toFile: directory + "/hosts", atomically: true, encoding: .utf8)
+        #expect { try HostList(entries: [directory + "/hosts"], file: "c", line: 4) } throws: {
+            let error = $0 as? ConfigurationError
+            return error?.file == directory + "/hosts" && error?.line == 5
+        }
+        let hosts = try HostList(entries: ["127.0.0.1", "2001:db8::/32", "172.16.0.0/12"], file: "c")
+        #expect(hosts.contains("127.0.0.1") && !hosts.contains("127.0.0.2"))
+        #expect(hosts.contains("172.31.255.255") && !hosts.contains("172.32.0.0"))
+        #expect(hosts.contains("2001:db8:ffff::1") && hosts.contains("[2001:DB8::1]") && !hosts.contains("2001:db9::1"))
+        #expect(!hosts.contains("not an address") && !hosts.contains(""))
+        #expect(try HostList(entries: ["0.0.0.0/0"], file: "c").contains("8.8.8.8"))
+        #expect(try HostList(entries: ["10.1.2.0/23"], file: "c").contains("10.1.3.200"))
+        #expect(try !HostList(entries: ["10.1.2.0/23"], file: "c").contains("10.1.4.0"))
+    }
+}
+
+@Suite struct AuthorizedSignersTests {
+    @Test func loginsMayUseTheirPatternsOnly() throws {
+        let table = try AuthorizedSigners.parse(
+            "vanthu  vanthu.stttt@dienbien.gov.vn,*@stttt.dienbien.gov.vn\nADMIN *   # postmaster\n", file: "a")
+        #expect(table.allows(login: "vanthu", address: "ketoan@stttt.dienbien.gov.vn"))
+        #expect(table.allows(login: "VanThu", address: "vanthu.stttt@dienbien.gov.vn"))
+        #expect(!table.allows(login: "vanthu", address: "chutich@ubnd.dienbien.gov.vn"))
+        #expect(table.allows(login: "admin", address: "anyone@anywhere.vn"))
+        #expect(!table.allows(login: "stranger", address: "ketoan@stttt.dienbien.gov.vn"))
+        #expect { try AuthorizedSigners.parse("\nvanthu", file: "a") } throws: {
+            ($0 as? ConfigurationError)?.line == 2 && "\($0)".contains("has no address patterns")
+        }
+        #expect { try AuthorizedSigners.parse("vanthu a*b@c", file: "a") } throws: { "\($0)".contains("not a pattern") }
     }
 }
 

@@ -1,0 +1,290 @@
+import Foundation
+public import Logging
+public import MIME
+public import SMIME
+import Synchronization
+import Token
+
+/// The SMTP facts about a message the MTA gives the milter.
+public struct Envelope: Sendable, Equatable {
+    /// The client's IP address in text form; nil when unknown.
+    public var clientAddress: String?
+    /// Postfix's `{daemon_name}` (e.g. `ORIGINATING` on the submission service).
+    public var daemonName: String?
+    /// `{auth_type}` and `{auth_authen}`: set when the client authenticated.
+    public var authType: String?
+    public var authLogin: String?
+    /// The envelope sender without angle brackets; empty for a bounce.
+    public var sender: String
+    public var recipients: [String]
+    /// The queue ID, for log lines.
+    public var queueID: String?
+
+    public init(
+        clientAddress: String? = nil, daemonName: String? = nil, authType: String? = nil, authLogin: String? = nil,
+        sender: String = "", recipients: [String] = [], queueID: String? = nil
+    ) {
+        self.clientAddress = clientAddress
+        self.daemonName = daemonName
+        self.authType = authType
+        self.authLogin = authLogin
+        self.sender = sender
+        self.recipients = recipients
+        self.queueID = queueID
+    }
+
+    var authenticated: Bool {
+        !(authLogin ?? "").isEmpty || !(authType ?? "").isEmpty
+    }
+}
+
+/// What `Gateway.decide` concluded: the actions for the milter and what to log and count.
+public struct Decision: Sendable {
+    public enum Outcome: Sendable, Equatable {
+        /// Signed with the key a signing-table line names (`signer` says which, PIN-free).
+        case signed(signer: String)
+        /// Left alone; `why` is a short word for counters (`bounce`, `oversize`, ...).
+        case skipped(why: String)
+        case verified(Verdict)
+        /// A failure; the reply follows the configured action.
+        case failed(why: String, detail: String)
+    }
+
+    public let outcome: Outcome
+    public let actions: [MilterAction]
+    /// The units counted, and the address the decision was about.
+    public let units: [String]
+    public let address: String?
+
+    public var reply: MilterAction.Reply { MilterAction.reply(of: actions) }
+
+    /// The counter this decision adds to.
+    public var counter: String {
+        switch outcome {
+        case .signed: "signed"
+        case .skipped(let why): "skipped.\(why)"
+        case .verified(let verdict): "verified.\(verdict.result.rawValue)"
+        case .failed(let why, _): "failed.\(why)"
+        }
+    }
+
+    /// One line for the log: what happened, to which address, with which signer or verdict.
+    public var summary: String {
+        var text: String
+        switch outcome {
+        case .signed(let signer): text = "signed from=\(address ?? "?") signer=\(signer)"
+        case .skipped(let why): text = "not signed (\(why)) from=\(address ?? "?")"
+        case .verified(let verdict):
+            text = "verified smime=\(verdict.result.rawValue) from=\(address ?? "?")"
+            if let name = verdict.commonName { text += " signer=\"\(name)\"" }
+            if !verdict.reason.isEmpty && verdict.result != .pass { text += " reason=\"\(verdict.reason)\"" }
+        case .failed(let why, let detail): text = "failed (\(why)) from=\(address ?? "?"): \(detail)"
+        }
+        let reply = self.reply
+        return reply.disposition == .accept ? text : text + "; reply \(reply)"
+    }
+}
+
+/// Everything the milter decides, over plain values: sign originating mail, verify the rest,
+/// and what to answer when either fails. One `Gateway` per loaded configuration; a reload makes
+/// a new one and connections keep the one they started with.
+public final class Gateway: Sendable {
+    public let configuration: Configuration
+    public let signingTable: SigningTable?
+    public let authorizedSigners: AuthorizedSigners?
+    public let verifier: Verifier?
+    public let statistics: Statistics
+    let logger: Logger
+    let makeSigner: @Sendable (SigningTable.Entry) throws -> any Signer
+    /// Signers made so far, by signing-table line; a failed one is tried again next message.
+    private let signers = Mutex<[Int: any Signer]>([:])
+
+    public init(
+        configuration: Configuration, signingTable: SigningTable?, authorizedSigners: AuthorizedSigners?,
+        verifier: Verifier?, statistics: Statistics = Statistics(), logger: Logger = Logger(label: "smime-milter.gateway"),
+        makeSigner: (@Sendable (SigningTable.Entry) throws -> any Signer)? = nil
+    ) {
+        self.configuration = configuration
+        self.signingTable = signingTable
+        self.authorizedSigners = authorizedSigners
+        self.verifier = verifier
+        self.statistics = statistics
+        self.logger = logger
+        self.makeSigner = makeSigner ?? { try SignerLoader.signer(for: $0, configuration: configuration) }
+    }
+
+    /// Loads the tables and trust anchors a configuration names. Tokens are not touched: a
+    /// signer is made when it is first needed (`check-config` logs in to each one up front).
+    public static func load(
+        _ configuration: Configuration, statistics: Statistics = Statistics(),
+        logger: Logger = Logger(label: "smime-milter.gateway")
+    ) throws -> Gateway {
+        let table = try configuration.signingTable.map(SigningTable.load)
+        let authorized = try configuration.authorizedSigners.map(AuthorizedSigners.load)
+        let verifier = configuration.verifies ? Verifier(trust: try SignerLoader.trustStore(configuration)) : nil
+        return Gateway(
+            configuration: configuration, signingTable: table, authorizedSigners: authorized, verifier: verifier,
+            statistics: statistics, logger: logger)
+    }
+
+    // MARK: deciding
+
+    /// Decides what to do with one message and counts it.
+    public func decide(envelope: Envelope, headers: [HeaderField], body: [UInt8]) -> Decision {
+        let decision: Decision
+        if isOriginating(envelope) && configuration.signs {
+            decision = sign(envelope: envelope, headers: headers, body: body)
+        } else if configuration.verifies {
+            decision = verify(envelope: envelope, headers: headers, body: body)
+        } else {
+            decision = Decision(outcome: .skipped(why: "incoming"), actions: [], units: [], address: nil)
+        }
+        statistics.count(decision.counter, units: decision.units)
+        return decision
+    }
+
+    /// The decision for a message the milter could not even hand over (a spool file that cannot
+    /// be read, a message it ran out of resources for): `OnInternalError`.
+    public func internalError(_ detail: String) -> Decision {
+        let decision = Decision(
+            outcome: .failed(why: "internal", detail: detail),
+            actions: [
+                .reply(.failure(configuration.onInternalError, enhancedSubject: "3.0", text: "internal error in the S/MIME milter, try again later"))
+            ],
+            units: [], address: nil)
+        statistics.count(decision.counter, units: ["(unknown)"])
+        return decision
+    }
+
+    /// Originating when the client authenticated, is an internal host, or came in through an
+    /// `MTA` daemon.
+    public func isOriginating(_ envelope: Envelope) -> Bool {
+        if envelope.authenticated { return true }
+        if let address = envelope.clientAddress, configuration.internalHostList.contains(address) { return true }
+        if let daemon = envelope.daemonName, configuration.mta.contains(where: { $0.caseInsensitiveCompare(daemon) == .orderedSame }) {
+            return true
+        }
+        return false
+    }
+
+    // MARK: signing
+
+    func sign(envelope: Envelope, headers: [HeaderField], body: [UInt8]) -> Decision {
+        let author = Verification.authorAddress(headers)
+        let units = [Gateway.domain(author ?? envelope.sender)]
+        func skip(_ why: String) -> Decision {
+            Decision(outcome: .skipped(why: why), actions: [.reply(.accept)], units: units, address: author)
+        }
+        func fail(_ why: String, _ detail: String, _ reply: MilterAction.Reply) -> Decision {
+            Decision(outcome: .failed(why: why, detail: detail), actions: [.reply(reply)], units: units, address: author)
+        }
+
+        let contentType = headers.first(where: { $0.hasName("Content-Type") }).map { ContentType(parsing: $0.value) }
+        switch contentType?.value {
+        case "multipart/signed": return skip("already-signed")
+        case "application/pkcs7-mime", "application/x-pkcs7-mime":
+            return skip(contentType?["smime-type"]?.lowercased() == "signed-data" ? "already-signed" : "encrypted")
+        case "multipart/encrypted": return skip("encrypted")
+        default: break
+        }
+        if envelope.sender.isEmpty && !configuration.signBounces { return skip("bounce") }
+        let size = headers.reduce(body.count) { $0 + $1.name.utf8.count + $1.rawValue.count + 3 }
+        if size > configuration.maximumSignSize { return skip("oversize") }
+        guard let author else { return skip("no-from") }
+        guard let entry = signingTable?.lookup(author) else { return skip("no-signer") }
+
+        if let authorized = authorizedSigners, let login = envelope.authLogin, !login.isEmpty,
+            !authorized.allows(login: login, address: author)
+        {
+            let detail = "login \(login) may not send as \(author) (AuthorizedSigners)"
+            return fail(
+                "unauthorized", detail,
+                .failure(configuration.onUnauthorizedSigner, enhancedSubject: "7.1", text: "\(login) may not send as \(author)"))
+        }
+
+        let label = Gateway.signerLabel(entry)
+        do {
+            let signer = try signer(for: entry)
+            let result = try Signing.sign(
+                headers: headers, body: body, signer: signer, digest: configuration.digestAlgorithm)
+            return Decision(
+                outcome: .signed(signer: label),
+                actions: result.headerEdits.map(MilterAction.header) + [.replaceBody(result.body), .reply(.accept)],
+                units: units, address: author)
+        } catch let error as TokenError {
+            return fail(
+                "token", "\(label): \(error)",
+                .failure(configuration.onSignFailure, enhancedSubject: "7.0", text: "signing token unavailable, try again later"))
+        } catch let error as MIMEError {
+            return fail(
+                "malformed", "the message cannot be prepared for signing: \(error)",
+                .failure(configuration.onSignFailure, enhancedSubject: "6.0", text: "message is malformed and cannot be signed"))
+        } catch {
+            return fail(
+                "signing", "\(label): \(error)",
+                .failure(configuration.onSignFailure, enhancedSubject: "7.0", text: "message could not be signed, try again later"))
+        }
+    }
+
+    func signer(for entry: SigningTable.Entry) throws -> any Signer {
+        if let signer = signers.withLock({ $0[entry.line] }) { return signer }
+        // Made outside the lock: logging in to a slow token must not hold up other units.
+        let signer = try makeSigner(entry)
+        return signers.withLock { cache in
+            if let existing = cache[entry.line] { return existing }
+            cache[entry.line] = signer
+            return signer
+        }
+    }
+
+    /// The key of a signing-table entry without its query (which may hold a PIN) and its line.
+    static func signerLabel(_ entry: SigningTable.Entry) -> String {
+        let key = entry.key.prefix(while: { $0 != "?" })
+        return "\(key) (signing table line \(entry.line))"
+    }
+
+    static func domain(_ address: String) -> String {
+        guard let at = address.lastIndex(of: "@") else { return "(none)" }
+        return address[address.index(after: at)...].lowercased()
+    }
+
+    // MARK: verifying
+
+    func verify(envelope: Envelope, headers: [HeaderField], body: [UInt8]) -> Decision {
+        let author = Verification.authorAddress(headers)
+        var units = envelope.recipients.map(Gateway.domain)
+        if units.isEmpty { units = ["(none)"] }
+        let verdict: Verdict
+        if let verifier {
+            var bytes = headers.flatMap(\.canonicalBytes)
+            bytes += [0x0D, 0x0A]
+            bytes += body
+            do {
+                verdict = Verification.verify(message: try Message(bytes: bytes), from: author, verifier: verifier)
+            } catch {
+                verdict = Verdict(result: .permerror, reason: "malformed message: \(error)")
+            }
+        } else {
+            verdict = Verdict(result: .none, reason: "verification is off")
+        }
+
+        var actions = VerificationHeaders.removals(in: headers, authservID: configuration.authservID).map(MilterAction.header)
+        // Inserted at the top, readable header first so that Authentication-Results ends up above it.
+        if configuration.addReadableHeader {
+            actions.append(.header(.insert(index: 0, name: VerificationHeaders.readableName, value: VerificationHeaders.readable(verdict))))
+        }
+        actions.append(
+            .header(.insert(index: 0, name: "Authentication-Results",
+                            value: VerificationHeaders.authenticationResults(verdict, authservID: configuration.authservID))))
+        var reply = MilterAction.Reply.accept
+        if verdict.result == .fail {
+            if let tag = configuration.subjectTag, let subject = headers.first(where: { $0.hasName("Subject") }) {
+                actions.append(.header(.change(name: "Subject", occurrence: 1, value: EncodedWord.encodeWords(tag) + " " + subject.value)))
+            }
+            reply = .failure(
+                configuration.onBadSignature, enhancedSubject: "7.1", text: "S/MIME signature verification failed: \(verdict.reason)")
+        }
+        actions.append(.reply(reply))
+        return Decision(outcome: .verified(verdict), actions: actions, units: units, address: author)
+    }
+}
