@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import Gateway
 
 @main
 struct SMIMEMilter: ParsableCommand {
@@ -8,7 +10,7 @@ struct SMIMEMilter: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             RunCommand.self, CheckConfigCommand.self, TokensCommand.self, SignCommand.self, VerifyCommand.self,
-            BenchCommand.self,
+            StatsCommand.self, BenchCommand.self,
         ]
     )
 }
@@ -40,6 +42,60 @@ struct CheckConfigCommand: ParsableCommand {
     @Option(name: .long, help: "Configuration file.")
     var config: String = "/etc/smime-milter/smime-milter.conf"
 
-    func run() throws { throw notYetBuilt("check-config") }
+    @Flag(name: .long, help: "Print only warnings and errors.")
+    var quiet = false
+
+    func run() throws {
+        let findings = ConfigurationCheck.run(configurationFile: config)
+        for finding in findings where !(quiet && finding.severity == .ok) {
+            print(finding)
+        }
+        let errors = findings.filter { $0.severity == .error }.count
+        let warnings = findings.filter { $0.severity == .warning }.count
+        print(errors == 0
+            ? "configuration would run (\(warnings) warning\(warnings == 1 ? "" : "s"))"
+            : "configuration would NOT run: \(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s")")
+        if errors > 0 { throw ExitCode(1) }
+    }
+}
+
+struct StatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats", abstract: "Print the per-unit message counters the daemon saves.")
+
+    @Option(name: .long, help: "Configuration file (for StateDirectory).")
+    var config: String = "/etc/smime-milter/smime-milter.conf"
+
+    @Option(name: .long, help: "Statistics file (default: StateDirectory/statistics.json).")
+    var file: String?
+
+    @Flag(name: .long, help: "Print the JSON as saved.")
+    var json = false
+
+    func run() throws {
+        let path: String
+        if let file {
+            path = file
+        } else {
+            do {
+                path = try Configuration.load(path: config).stateDirectory + "/statistics.json"
+            } catch {
+                printError("smime-milter stats: \(error)")
+                throw ExitCode(exitUsage)
+            }
+        }
+        guard FileManager.default.fileExists(atPath: path) else {
+            printError("smime-milter stats: \(path) does not exist yet; the daemon writes it every minute and at exit")
+            throw ExitCode(exitUsage)
+        }
+        if json {
+            print(String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self))
+            return
+        }
+        let snapshot = try Statistics.read(from: path)
+        let formatter = ISO8601DateFormatter()
+        print("since \(formatter.string(from: snapshot.since)), written \(snapshot.written.map(formatter.string) ?? "-")")
+        print(snapshot.units.isEmpty ? "no messages yet" : Statistics.table(snapshot))
+    }
 }
 

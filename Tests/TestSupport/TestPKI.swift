@@ -74,6 +74,13 @@ public final class TestPKI: Sendable {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// The `smime-milter` executable built beside the test bundle.
+    public static let executable: String = {
+        let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let candidate = products.appendingPathComponent("smime-milter").path
+        return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : repositoryRoot + "/.build/debug/smime-milter"
+    }()
+
     /// A fresh temporary directory for one test.
     public func temporaryDirectory(_ name: String) throws -> String {
         let path = directory + "/tmp-\(name)-\(UUID().uuidString.prefix(8))"

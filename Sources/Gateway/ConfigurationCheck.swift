@@ -1,0 +1,109 @@
+public import Foundation
+import SMIME
+
+/// What `smime-milter check-config` does: read everything the configuration names, log in to
+/// each token, sign a test message with every signing-table key and verify it against the
+/// configured trust anchors (which proves that key and certificate belong together and that the
+/// chain builds), and warn of certificates that expire soon.
+public enum ConfigurationCheck {
+    public struct Finding: Sendable, CustomStringConvertible {
+        public enum Severity: String, Sendable {
+            case ok, warning, error
+        }
+
+        public let severity: Severity
+        public let message: String
+
+        public var description: String { "\(severity.rawValue): \(message)" }
+    }
+
+    /// Certificates that expire within this many days are warned of.
+    public static let expiryWarningDays = 30
+
+    /// Every finding, in the order checked. The configuration would run when none is an error.
+    public static func run(configurationFile path: String, now: Date = Date()) -> [Finding] {
+        var findings: [Finding] = []
+        func ok(_ text: String) { findings.append(Finding(severity: .ok, message: text)) }
+        func warn(_ text: String) { findings.append(Finding(severity: .warning, message: text)) }
+        func fail(_ text: String) { findings.append(Finding(severity: .error, message: text)) }
+
+        let configuration: Configuration
+        do {
+            configuration = try Configuration.load(path: path)
+            ok("\(path) parses")
+        } catch {
+            fail("\(error)")
+            return findings
+        }
+
+        var table: SigningTable?
+        if let tablePath = configuration.signingTable {
+            do {
+                table = try SigningTable.load(path: tablePath)
+                ok("signing table \(tablePath): \(table!.entries.count) entries")
+            } catch { fail("\(error)") }
+        } else if configuration.signs {
+            warn("Mode \(configuration.mode) signs but no SigningTable is set: no mail will be signed; add SigningTable")
+        }
+        if let authorized = configuration.authorizedSigners {
+            do {
+                let loaded = try AuthorizedSigners.load(path: authorized)
+                ok("authorized signers \(authorized): \(loaded.patterns.count) logins")
+            } catch { fail("\(error)") }
+        }
+
+        var trust: TrustStore?
+        do {
+            trust = try SignerLoader.trustStore(configuration)
+            ok("trust anchors: \(trust!.anchors.map { $0.commonName ?? $0.subject }.joined(separator: "; "))")
+            for anchor in trust!.anchors { expiry(of: anchor, as: "trust anchor", now: now, warn: warn, fail: fail) }
+        } catch {
+            fail("trust anchors \(configuration.trustAnchors.joined(separator: ", ")): \(error)")
+        }
+
+        for entry in table?.entries ?? [] {
+            let name = "signing table line \(entry.line) (\(entry.pattern))"
+            do {
+                let signer = try SignerLoader.signer(for: entry, configuration: configuration)
+                let certificate = try Certificate(der: signer.certificate)
+                let content = Array("Content-Type: text/plain\r\n\r\nsmime-milter check-config\r\n".utf8)
+                let cms = try CMSSigning.sign(content: content, signer: signer, digest: configuration.digestAlgorithm)
+                if let trust {
+                    let verdict = Verifier(trust: trust).verify(cms: cms, detachedContent: content, from: nil)
+                    switch verdict.result {
+                    case .pass:
+                        ok("\(name): signs as \(certificate.commonName ?? certificate.subject) <\(certificate.emailAddresses.joined(separator: ", "))>, chain verifies")
+                    case .fail:
+                        fail("\(name): the key does not match the certificate (\(verdict.reason)); point cert= or the URI's id at the pair")
+                    default:
+                        fail("\(name): a test signature is \(verdict.result.rawValue): \(verdict.reason); add the issuing CA to chain= or TrustAnchors")
+                    }
+                }
+                expiry(of: certificate, as: name, now: now, warn: warn, fail: fail)
+                for intermediate in try signer.chain.map({ try Certificate(der: $0) }) {
+                    expiry(of: intermediate, as: "\(name) chain certificate", now: now, warn: warn, fail: fail)
+                }
+            } catch {
+                fail("\(name): \(error)")
+            }
+        }
+
+        if !FileManager.default.isWritableFile(atPath: configuration.stateDirectory) {
+            warn("StateDirectory \(configuration.stateDirectory) is not writable: statistics will not be saved; create it for the service user")
+        }
+        return findings
+    }
+
+    static func expiry(
+        of certificate: Certificate, as name: String, now: Date, warn: (String) -> Void, fail: (String) -> Void
+    ) {
+        let who = certificate.commonName ?? certificate.subject
+        let formatter = ISO8601DateFormatter()
+        if certificate.notAfter < now {
+            fail("\(name): certificate \"\(who)\" expired on \(formatter.string(from: certificate.notAfter)); renew it")
+        } else if certificate.notAfter < now.addingTimeInterval(Double(expiryWarningDays) * 86400) {
+            let days = Int(certificate.notAfter.timeIntervalSince(now) / 86400)
+            warn("\(name): certificate \"\(who)\" expires in \(days) days (\(formatter.string(from: certificate.notAfter))); renew it")
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import Gateway
+import SMIME
+import TestSupport
+import Testing
+
+/// `smime-milter check-config` over good and broken configurations, through the executable.
+@Suite struct ConfigurationCheckTests {
+    let pki = TestPKI.shared
+
+    func write(table: String, extra: String = "") throws -> String {
+        let directory = try pki.temporaryDirectory("check")
+        try table.write(toFile: directory + "/signing-table", atomically: true, encoding: .utf8)
+        try """
+            SigningTable    \(directory)/signing-table
+            PKCS11Module    \(pki.softHSMModule)
+            TrustAnchors    \(pki.path("ca/root.pem"))
+            StateDirectory  \(directory)
+            \(extra)
+            """.write(toFile: directory + "/smime-milter.conf", atomically: true, encoding: .utf8)
+        return directory + "/smime-milter.conf"
+    }
+
+    func checkConfig(_ path: String) throws -> (status: Int32, output: String) {
+        try TestPKI.run([TestPKI.executable, "check-config", "--config", path])
+    }
+
+    @Test func aGoodConfigurationExitsZeroAfterSigningWithEveryKey() throws {
+        let path = try write(table: """
+            *@stttt.dienbien.gov.vn  \(pki.keyURI(token: "STTTT-DienBien", object: "unit-seal")) chain=\(pki.path("ca/chain.pem"))
+            *                        \(pki.path("certs/vanphong.key")) cert=\(pki.path("certs/vanphong.pem")) chain=\(pki.path("ca/chain.pem"))
+            """)
+        let result = try checkConfig(path)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("ok: signing table line 1 (*@stttt.dienbien.gov.vn): signs as Sở Thông tin và Truyền thông <stttt@dienbien.gov.vn>, chain verifies"))
+        #expect(result.output.contains("ok: signing table line 2 (*): signs as Văn phòng Ủy ban nhân dân tỉnh"))
+        #expect(result.output.contains("configuration would run (0 warnings)"))
+    }
+
+    struct Broken: CustomTestStringConvertible, Sendable {
+        let name: String
+        let table: String
+        let extra: String
+        let expected: String
+        var testDescription: String { name }
+    }
+
+    static let brokenCases: [Broken] = {
+        let pki = TestPKI.shared
+        return [
+            Broken(name: "a bad configuration line", table: "", extra: "Mode sign", expected: "smime-milter.conf:5: Mode 'sign' is unknown; use s, v or sv"),
+            Broken(name: "a bad table line", table: "*@x.vn", extra: "", expected: "signing-table:1: '*@x.vn' has no key"),
+            Broken(
+                name: "a wrong PIN", table: "* pkcs11:token=PIN-Test;object=pin-test;type=private?pin-value=000000", extra: "",
+                expected: "CKR_PIN_INCORRECT"),
+            Broken(
+                name: "an absent token", table: "* pkcs11:token=Absent;object=x;type=private?pin-value=1", extra: "",
+                expected: "signing table line 1 (*)"),
+            Broken(
+                name: "a key with another's certificate",
+                table: "* \(pki.path("certs/vanphong.key")) cert=\(pki.path("certs/revoked.pem"))", extra: "",
+                expected: "signing table line 1 (*)"),
+            Broken(
+                name: "a chain that does not reach the anchors",
+                table: "* \(pki.path("certs/untrusted.key")) cert=\(pki.path("certs/untrusted.pem"))", extra: "",
+                expected: "add the issuing CA to chain= or TrustAnchors"),
+            Broken(
+                name: "an expired certificate",
+                table: "* \(pki.path("certs/expired.key")) cert=\(pki.path("certs/expired.pem")) chain=\(pki.path("ca/chain.pem"))",
+                extra: "", expected: "expired on 2021-01-01"),
+        ]
+    }()
+
+    @Test(arguments: brokenCases)
+    func aBrokenConfigurationExitsOneAndSaysWhy(broken: Broken) throws {
+        let result = try checkConfig(try write(table: broken.table, extra: broken.extra))
+        #expect(result.status == 1, "\(result.output)")
+        #expect(result.output.contains("error: ") && result.output.contains(broken.expected), "\(result.output)")
+        #expect(result.output.contains("configuration would NOT run"))
+        #expect(!result.output.contains("000000"), "a PIN must never be printed")
+    }
+
+    @Test func certificatesExpiringWithinThirtyDaysAreWarnedOf() throws {
+        let path = try write(table: "* \(pki.path("certs/vanphong.key")) cert=\(pki.path("certs/vanphong.pem")) chain=\(pki.path("ca/chain.pem"))")
+        let certificate = try #require(try Certificate.load(pemFile: pki.path("certs/vanphong.pem")).first)
+        let findings = ConfigurationCheck.run(configurationFile: path, now: certificate.notAfter.addingTimeInterval(-10 * 86400 - 60))
+        let warning = try #require(findings.first { $0.severity == .warning })
+        #expect(warning.message.contains("certificate \"Văn phòng Ủy ban nhân dân tỉnh\" expires in 10 days"))
+        #expect(!findings.contains { $0.severity == .error }, "\(findings)")
+    }
+
+    @Test func statsPrintsTheSavedCounters() throws {
+        let directory = try pki.temporaryDirectory("stats")
+        let statistics = Statistics()
+        statistics.count("signed", units: ["stttt.dienbien.gov.vn"])
+        statistics.count("verified.pass", units: ["stttt.dienbien.gov.vn", "ubnd.dienbien.gov.vn"])
+        try statistics.write(to: directory + "/statistics.json")
+        let result = try TestPKI.run([TestPKI.executable, "stats", "--file", directory + "/statistics.json"])
+        #expect(result.status == 0)
+        #expect(result.output.contains("stttt.dienbien.gov.vn       1              1"), "\(result.output)")
+        #expect(result.output.contains("total                       1              2"), "\(result.output)")
+        let missing = try TestPKI.run([TestPKI.executable, "stats", "--file", directory + "/none.json"])
+        #expect(missing.status == 2 && missing.output.contains("does not exist yet"))
+    }
+}
