@@ -40,9 +40,11 @@ let package = Package(
             name: "Gateway",
             dependencies: ["MIME", "SMIME", "Token", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        // C for what Swift cannot do: taking SIGHUP/SIGTERM/SIGINT away from libmilter (signals.c says why).
+        .target(name: "CShims"),
         .target(
             name: "Milter",
-            dependencies: ["CMilter", "Gateway", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CMilter", "CShims", "Gateway", "MIME", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
         // MARK: the executable

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Gateway
+import Logging
+import Milter
 
 @main
 struct SMIMEMilter: ParsableCommand {
@@ -19,12 +21,6 @@ struct SMIMEMilter: ParsableCommand {
 /// documentation promises 2).
 let exitUsage: Int32 = 2
 
-/// A subcommand whose feature is not built yet says so plainly and exits 2.
-func notYetBuilt(_ name: String) -> ExitCode {
-    printError("smime-milter \(name): not available in this version yet")
-    return ExitCode(exitUsage)
-}
-
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Run the milter daemon in the foreground.")
@@ -32,7 +28,31 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: "Configuration file.")
     var config: String = "/etc/smime-milter/smime-milter.conf"
 
-    func run() throws { throw notYetBuilt("run") }
+    @Flag(name: .long, help: "Log to standard error even when the configuration says Syslog yes.")
+    var stderr = false
+
+    func run() throws {
+        // Before anything can start a thread: the signal thread alone takes HUP, TERM and INT.
+        MilterServer.blockSignals()
+        let configuration: Configuration
+        do {
+            configuration = try Configuration.load(path: config)
+        } catch {
+            printError("smime-milter: \(error)")
+            throw ExitCode(exitUsage)
+        }
+        let sink: DaemonLogHandler.Sink = configuration.syslog && !stderr ? .syslog : .standardError
+        if sink == .syslog { DaemonLogHandler.openSyslog() }
+        LoggingSystem.bootstrap { _ in DaemonLogHandler(sink: sink, logLevel: DaemonLogHandler.level(configuration.logLevel)) }
+        let logger = Logger(label: "smime-milter")
+        do {
+            try MilterServer.run(configurationPath: config, configuration: configuration, logger: logger)
+        } catch {
+            logger.critical("\(error)")
+            if sink == .syslog { printError("smime-milter: \(error)") }
+            throw ExitCode(1)
+        }
+    }
 }
 
 struct CheckConfigCommand: ParsableCommand {
