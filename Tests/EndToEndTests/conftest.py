@@ -1,0 +1,221 @@
+"""Fixtures for the end-to-end tests: the test PKI and tokens, a running smime-milter, and an
+MTA side of the milter protocol (the PyPI `miltertest` client) that applies what the milter
+asks for, so that the result can be checked with openssl and gpgsm."""
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from miltertest import MilterConnection
+from miltertest import constants as c
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("SMIME_MILTER", REPO / ".build" / "debug" / "smime-milter"))
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """The test CA, certificates and SoftHSM tokens of scripts/make-test-pki.sh."""
+    directory = tmp_path_factory.mktemp("pki")
+    subprocess.run(["bash", str(REPO / "scripts" / "make-test-pki.sh"), str(directory)], check=True,
+                   stdout=subprocess.DEVNULL)
+    os.environ["SOFTHSM2_CONF"] = str(directory / "softhsm2.conf")
+    return directory
+
+
+def key_uri(pki, token, obj):
+    return f"pkcs11:token={token};object={obj};type=private?pin-source=file:{pki}/pins/{token}"
+
+
+class Daemon:
+    """smime-milter run, in its own directory, stopped by its PID."""
+
+    def __init__(self, directory, config_lines):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.socket = self.directory / "milter.sock"
+        self.config = self.directory / "smime-milter.conf"
+        self.log = self.directory / "milter.log"
+        base = [f"Socket local:{self.socket}", "UserID root", "Syslog no", "LogLevel debug",
+                f"StateDirectory {self.directory}", "AuthservID mail.dienbien.gov.vn"]
+        self.config.write_text("\n".join(base + config_lines) + "\n")
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen([str(BINARY), "run", "--config", str(self.config)],
+                                        stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if "listening" in self.log.read_text(errors="replace"):
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"smime-milter exited: {self.log.read_text()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"smime-milter did not start: {self.log.read_text()}")
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_text(self):
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def daemon(pki, tmp_path_factory):
+    """A daemon with the signing table of the province's test units, verifying against the test root."""
+    directory = tmp_path_factory.mktemp("milter")
+    chain = f"{pki}/ca/chain.pem"
+    (directory / "signing-table").write_text("\n".join([
+        f"vanthu.stttt@dienbien.gov.vn {key_uri(pki, 'STTTT-DienBien', 'vanthu')} chain={chain}",
+        f"*@stttt.dienbien.gov.vn {key_uri(pki, 'STTTT-DienBien', 'unit-seal')} chain={chain}",
+        f"*@absent.dienbien.gov.vn pkcs11:token=Absent-Token;object=seal;type=private?pin-source=file:{pki}/pins/PIN-Test",
+        f"*@dienbien.gov.vn {pki}/certs/vanphong.key cert={pki}/certs/vanphong.pem chain={chain}",
+    ]) + "\n")
+    (directory / "authorized-signers").write_text("vanthu *@stttt.dienbien.gov.vn, vanthu.stttt@dienbien.gov.vn\n")
+    started = Daemon(directory, [
+        f"SigningTable {directory}/signing-table",
+        f"AuthorizedSigners {directory}/authorized-signers",
+        "PKCS11Module /usr/lib/softhsm/libsofthsm2.so",
+        f"TrustAnchors {pki}/ca/root.pem",
+        "InternalHosts 127.0.0.1, ::1, 10.20.0.0/16",
+        "MTA ORIGINATING",
+        "SpoolThreshold 1M",
+    ]).start()
+    yield started
+    started.stop()
+
+
+# MARK: the MTA side
+
+def split_message(message: bytes):
+    """Header fields as (name, value-with-leading-space, folding as LF) and the body in CRLF form."""
+    message = message.replace(b"\r\n", b"\n")
+    head, _, body = message.partition(b"\n\n")
+    fields = []
+    for line in head.decode().split("\n"):
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1][1] += "\n" + line
+        else:
+            name, _, value = line.partition(":")
+            fields.append([name, value])
+    return fields, body.replace(b"\n", b"\r\n")
+
+
+class Result:
+    def __init__(self, headers, body, replies):
+        self.replies = replies
+        self.reply = replies[-1]
+        self.headers = headers
+        self.body = body
+        self.body_replaced = any(r[0] == c.SMFIR_REPLBODY for r in replies)
+
+    def header(self, name):
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+    @property
+    def message(self):
+        head = "".join(f"{n}:{v}\n" for n, v in self.headers)
+        return head.replace("\n", "\r\n").encode() + b"\r\n" + self.body
+
+    @property
+    def smtp_reply(self):
+        return self.reply[1].get("smtpcode", "") + " " + self.reply[1].get("text", "") if self.reply[0] == c.SMFIR_REPLYCODE else ""
+
+
+class Session:
+    """One MTA connection to the milter, as Postfix's smtpd would hold it."""
+
+    def __init__(self, daemon, client="127.0.0.1", daemon_name="smtpd"):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(60)
+        self.sock.connect(str(daemon.socket))
+        self.conn = MilterConnection(self.sock)
+        self.conn.optneg_mta()
+        self.conn.send_macro(c.SMFIC_CONNECT, **{"{daemon_name}": daemon_name, "j": "mail.dienbien.gov.vn"})
+        self.step(c.SMFIC_CONNECT, c.SMFIP_NR_CONN, hostname="client.example", family=c.SMFIA_INET, port=40000,
+                  address=client)
+
+    def step(self, command, no_reply_flag, **args):
+        if self.conn.protocol_flags & no_reply_flag:
+            self.conn._send(command, **args)
+            return None
+        return self.conn.send_ar(command, **args)
+
+    def send(self, message: bytes, sender="<sender@example.org>", recipients=("<stttt@stttt.dienbien.gov.vn>",),
+             login=None, queue_id="4ABCDEF"):
+        macros = {"i": queue_id}
+        if login:
+            macros.update({"{auth_type}": "PLAIN", "{auth_authen}": login})
+        self.conn.send_macro(c.SMFIC_MAIL, **macros)
+        reply = self.conn.send_ar(c.SMFIC_MAIL, args=[sender])
+        assert reply[0] == c.SMFIR_CONTINUE, reply
+        for recipient in recipients:
+            self.step(c.SMFIC_RCPT, c.SMFIP_NR_RCPT, args=[recipient])
+        fields, body = split_message(message)
+        for name, value in fields:
+            self.step(c.SMFIC_HEADER, c.SMFIP_NR_HDR, name=name, value=value)
+        self.step(c.SMFIC_EOH, c.SMFIP_NR_EOH)
+        for start in range(0, len(body), c.MILTER_CHUNK_SIZE):
+            # Raw bytes: miltertest's encoder takes text, and a chunk may end inside a UTF-8 character.
+            chunk = body[start:start + c.MILTER_CHUNK_SIZE]
+            self.sock.sendall(struct.pack("!Lc", len(chunk) + 1, c.SMFIC_BODY.encode()) + chunk)
+            if not self.conn.protocol_flags & c.SMFIP_NR_BODY:
+                assert self.conn.recv()[0] == c.SMFIR_CONTINUE
+        self.conn.send_macro(c.SMFIC_BODYEOB, i=queue_id)
+        replies = self.conn.send_eom()
+        return Result(*apply(fields, body, replies), replies)
+
+    def abort(self):
+        self.conn._send(c.SMFIC_ABORT)
+
+    def close(self):
+        self.conn._send(c.SMFIC_QUIT)
+        self.sock.close()
+
+
+def apply(fields, body, replies):
+    """What the MTA does with the milter's modifications."""
+    headers = [list(f) for f in fields]
+    new_body = b""
+    replaced = False
+    for command, args in replies:
+        if command == c.SMFIR_ADDHEADER:
+            headers.append([args["name"], args["value"]])
+        elif command == c.SMFIR_INSHEADER:
+            headers.insert(args["index"], [args["name"], args["value"]])
+        elif command == c.SMFIR_CHGHEADER:
+            seen = 0
+            for position, (name, _) in enumerate(headers):
+                if name.lower() == args["name"].lower():
+                    seen += 1
+                    if seen == args["index"]:
+                        if args["value"]:
+                            headers[position][1] = args["value"]
+                        else:
+                            del headers[position]
+                        break
+        elif command == c.SMFIR_REPLBODY:
+            new_body += args["buf"].encode()
+            replaced = True
+    return headers, (new_body if replaced else body)
+
+
+def openssl_verify(pki, message: bytes, tmp_path):
+    path = tmp_path / "signed.eml"
+    path.write_bytes(message)
+    return subprocess.run(["openssl", "cms", "-verify", "-in", str(path), "-CAfile", f"{pki}/ca/root.pem",
+                           "-out", "/dev/null"], capture_output=True, text=True)
