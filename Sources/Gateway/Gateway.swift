@@ -95,14 +95,16 @@ public final class Gateway: Sendable {
     public let verifier: Verifier?
     public let statistics: Statistics
     let logger: Logger
-    let makeSigner: @Sendable (SigningTable.Entry) throws -> any Signer
+    let makeSigner: @Sendable (SigningTable.Entry, _ lookingAgain: Bool) throws -> any Signer
     /// Signers made so far, by signing-table line; a failed one is tried again next message.
     private let signers = Mutex<[Int: any Signer]>([:])
+    /// Lines whose token was not found last time: the next attempt may restart the module.
+    private let missing = Mutex<Set<Int>>([])
 
     public init(
         configuration: Configuration, signingTable: SigningTable?, authorizedSigners: AuthorizedSigners?,
         verifier: Verifier?, statistics: Statistics = Statistics(), logger: Logger = Logger(label: "smime-milter.gateway"),
-        makeSigner: (@Sendable (SigningTable.Entry) throws -> any Signer)? = nil
+        makeSigner: (@Sendable (SigningTable.Entry, _ lookingAgain: Bool) throws -> any Signer)? = nil
     ) {
         self.configuration = configuration
         self.signingTable = signingTable
@@ -110,7 +112,7 @@ public final class Gateway: Sendable {
         self.verifier = verifier
         self.statistics = statistics
         self.logger = logger
-        self.makeSigner = makeSigner ?? { try SignerLoader.signer(for: $0, configuration: configuration) }
+        self.makeSigner = makeSigner ?? { try SignerLoader.signer(for: $0, configuration: configuration, lookingAgain: $1) }
     }
 
     /// Loads the tables and trust anchors a configuration names. Tokens are not touched: a
@@ -229,7 +231,14 @@ public final class Gateway: Sendable {
     func signer(for entry: SigningTable.Entry) throws -> any Signer {
         if let signer = signers.withLock({ $0[entry.line] }) { return signer }
         // Made outside the lock: logging in to a slow token must not hold up other units.
-        let signer = try makeSigner(entry)
+        let signer: any Signer
+        do {
+            signer = try makeSigner(entry, missing.withLock { $0.contains(entry.line) })
+            _ = missing.withLock { $0.remove(entry.line) }
+        } catch let error as TokenError where error.code == .notFound {
+            _ = missing.withLock { $0.insert(entry.line) }
+            throw error
+        }
         return signers.withLock { cache in
             if let existing = cache[entry.line] { return existing }
             cache[entry.line] = signer

@@ -4,20 +4,25 @@ public import Token
 /// Makes the signer a signing-table entry names: a token key (certificate from the token
 /// unless `cert=` is given) or a PEM key file.
 public enum SignerLoader {
-    public static func signer(for entry: SigningTable.Entry, configuration: Configuration) throws -> any Signer {
+    /// `lookingAgain`: an earlier attempt found no token (see `TokenKey.init`).
+    public static func signer(for entry: SigningTable.Entry, configuration: Configuration, lookingAgain: Bool = false)
+        throws -> any Signer
+    {
         try signer(
             key: entry.key, certificate: entry.certificate, chain: entry.chain, modulePath: configuration.pkcs11Module,
-            poolSize: configuration.sessionPoolSize, certificateOption: "cert=FILE on line \(entry.line) of the signing table")
+            poolSize: configuration.sessionPoolSize, lookingAgain: lookingAgain,
+            certificateOption: "cert=FILE on line \(entry.line) of the signing table")
     }
 
     /// The same from its parts, as `smime-milter sign --key` gives them; `certificateOption`
     /// names where a certificate file is given, for the hints.
     public static func signer(
         key: String, certificate: String?, chain: String?, modulePath: String?, poolSize: Int = 2,
-        scheme: SignatureScheme? = nil, certificateOption: String
+        scheme: SignatureScheme? = nil, lookingAgain: Bool = false, certificateOption: String
     ) throws -> any Signer {
         if key.lowercased().hasPrefix("pkcs11:") {
-            let tokenKey = try TokenKey(uri: PKCS11URI(parsing: key), modulePath: modulePath, poolSize: poolSize)
+            let tokenKey = try TokenKey(
+                uri: PKCS11URI(parsing: key), modulePath: modulePath, poolSize: poolSize, lookingAgain: lookingAgain)
             let der = try certificate.map { path -> [UInt8] in
                 guard let first = try Certificate.load(pemFile: path).first else {
                     throw SMIMEError("no certificate in \(path)", hint: "fix \(certificateOption)")

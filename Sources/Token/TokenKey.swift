@@ -65,9 +65,12 @@ public final class TokenKey: @unchecked Sendable {
     ///   - waitTimeout: how long a signer waits for a free session.
     ///   - moduleRestartInterval: the least time between two restarts of the module while the
     ///     token is missing (see `PKCS11Module.reinitialize`).
+    ///   - lookingAgain: the token was missing at an earlier attempt: if it is still not found,
+    ///     restart the module once (within `moduleRestartInterval`) and look again, as recovery does.
     public init(
         uri: PKCS11URI, modulePath: String? = nil, poolSize: Int = 2, waitTimeout: TimeInterval = 10,
-        moduleRestartInterval: TimeInterval = 5, logger: Logger = Logger(label: "smime-milter.token")
+        moduleRestartInterval: TimeInterval = 5, lookingAgain: Bool = false,
+        logger: Logger = Logger(label: "smime-milter.token")
     ) throws {
         self.moduleRestartInterval = moduleRestartInterval
         self.uri = uri
@@ -87,7 +90,9 @@ public final class TokenKey: @unchecked Sendable {
                 detail: "name the key with object=LABEL or id=%XX (smime-milter tokens lists both)")
         }
 
-        let found = try Self.find(uri: uri, modulePath: modulePath, pin: pin, generation: 0)
+        let found = try Self.find(
+            uri: uri, modulePath: modulePath, pin: pin, generation: lookingAgain ? 1 : 0,
+            restartInterval: moduleRestartInterval)
         // This session joins the pool: closing a token's last session would log it out.
         idle = [found.session]
         open = 1
