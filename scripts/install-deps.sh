@@ -31,5 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "${1:-}" = test ] && ! python3 -c "import miltertest" 2>/dev/null; then
-    python3 -m pip install -q miltertest pytest
+    # Debian's own Python refuses system-wide pip installs unless told (PEP 668).
+    python3 -m pip install -q miltertest pytest 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages miltertest pytest
 fi
