@@ -6,7 +6,7 @@ SWIFTFLAGS := -Xswiftc -warnings-as-errors
 BIN := .build/debug/smime-milter
 RELEASE_BIN := .build/release/smime-milter
 
-.PHONY: all deps test-deps build run demo-pki test bench fuzz clean
+.PHONY: all deps test-deps build run demo demo-pki test bench fuzz install clean
 
 all: build
 
@@ -26,6 +26,11 @@ demo-pki: deps
 run: build demo-pki
 	@scripts/run-demo.sh $(BIN) $(DEMO)
 
+# The demo milter in a loopback Postfix of its own: one internal and one external message.
+demo: build demo-pki
+	@scripts/install-deps.sh test
+	@python3 scripts/demo.py $(BIN) $(DEMO)
+
 test: test-deps
 	$(SWIFT) build --build-tests $(SWIFTFLAGS)
 	$(SWIFT) test --skip-build; status=$$?; \
@@ -37,6 +42,24 @@ test: test-deps
 bench: deps demo-pki
 	$(SWIFT) build -c release $(SWIFTFLAGS)
 	@scripts/bench.sh $(RELEASE_BIN) $(DEMO)
+
+# Installs the release build, manual pages, sample configuration and systemd units.
+PREFIX ?= /usr
+DESTDIR ?=
+install:
+	$(SWIFT) build -c release $(SWIFTFLAGS)
+	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/sbin/smime-milter
+	install -D -m 0644 man/smime-milter.8 $(DESTDIR)$(PREFIX)/share/man/man8/smime-milter.8
+	install -D -m 0644 man/smime-milter.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/smime-milter.conf.5
+	install -D -m 0644 systemd/smime-milter.service $(DESTDIR)/lib/systemd/system/smime-milter.service
+	install -D -m 0644 systemd/smime-milter.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/smime-milter.conf
+	install -D -m 0644 systemd/smime-milter.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/smime-milter.conf
+	install -d -m 0750 $(DESTDIR)/etc/smime-milter $(DESTDIR)/etc/smime-milter/pins $(DESTDIR)/etc/smime-milter/trust
+	install -D -m 0644 conf/smime-milter.conf.sample conf/signing-table.sample conf/internal-hosts.sample \
+		-t $(DESTDIR)/etc/smime-milter/
+	test -e $(DESTDIR)/etc/smime-milter/smime-milter.conf || \
+		install -m 0644 conf/smime-milter.conf $(DESTDIR)/etc/smime-milter/smime-milter.conf
+	install -m 0644 conf/trust/vgca-root-2010.pem $(DESTDIR)/etc/smime-milter/trust/
 
 clean:
 	rm -rf .build $(STATE)

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs smime-milter against the demo token store created by make-test-pki.sh.
-#   scripts/run-demo.sh BINARY DEMO_DIR
+# Shows the demo token store created by make-test-pki.sh, signs and verifies a message with it,
+# then runs the milter in the foreground with the demo configuration.
+#   scripts/run-demo.sh BINARY DEMO_DIR [SOCKET]
 set -euo pipefail
 bin=$1
 demo=$2
+socket=${3:-inet:8893@127.0.0.1}
 export SOFTHSM2_CONF="$demo/softhsm2.conf"
 module=/usr/lib/softhsm/libsofthsm2.so
+scripts/demo-config.sh "$demo" "$socket"
 
 echo "Demo token store: $demo (SOFTHSM2_CONF=$SOFTHSM2_CONF)"
 echo "Tokens and keys on it, with the URIs to put in the signing table:"
@@ -32,3 +35,26 @@ echo "What verification adds to it as incoming mail (smime-milter verify):"
 echo
 echo "openssl cms -verify on the same file:"
 openssl cms -verify -in "$signed" -CAfile "$demo/ca/root.pem" -out /dev/null
+echo
+echo "check-config on the demo configuration:"
+"$bin" check-config --config "$demo/smime-milter.conf"
+echo
+cat <<TEXT
+Starting smime-milter on $socket (Ctrl-C stops it). Point a Postfix at it with these lines
+in main.cf (on a real server: a local: socket under /var/spool/postfix, see README.md):
+
+    smtpd_milters = inet:127.0.0.1:8893
+    non_smtpd_milters = inet:127.0.0.1:8893
+    milter_default_action = tempfail
+    milter_protocol = 6
+
+and for the submission service in master.cf:
+
+    submission inet n - y - - smtpd
+      -o milter_macro_daemon_name=ORIGINATING
+
+Mail from *@stttt.dienbien.gov.vn and *@muonglay.dienbien.gov.vn is signed with the demo
+tokens; mail from outside is verified against the demo CA. "make demo" shows both through a
+Postfix of its own.
+TEXT
+exec "$bin" run --config "$demo/smime-milter.conf" --stderr

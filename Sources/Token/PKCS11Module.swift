@@ -16,6 +16,10 @@ public final class PKCS11Module: @unchecked Sendable {
     /// inside the module while it is finalised.
     private let callLock = ReadWriteLock()
     private var lastReinitialization = Date.distantPast
+    /// Counts restarts. Session and object handles belong to one incarnation of the module: after
+    /// a restart the same numbers may name another token's sessions and keys (SoftHSM counts from
+    /// 1 again), so a handle from an earlier incarnation must never be used or closed.
+    private var restarts = 0
 
     private init(
         name: String, path: String?, functions: UnsafeMutablePointer<CK_FUNCTION_LIST>,
@@ -139,6 +143,7 @@ public final class PKCS11Module: @unchecked Sendable {
         callLock.write {
             guard Date().timeIntervalSince(lastReinitialization) >= interval else { return false }
             lastReinitialization = Date()
+            restarts += 1
             _ = p11_kit_module_finalize(functions)
             return p11_kit_module_initialize(functions) == CKR_OK
         }
@@ -219,10 +224,24 @@ public final class PKCS11Module: @unchecked Sendable {
         }
     }
 
-    func closeSession(_ session: CK_SESSION_HANDLE) {
+    /// The current incarnation (see `restarts`); read it before opening a session.
+    var incarnation: Int { callLock.read { restarts } }
+
+    /// Closes a session, unless the module restarted since it was opened.
+    func closeSession(_ session: CK_SESSION_HANDLE, incarnation: Int? = nil) {
         callLock.read {
+            guard incarnation == nil || incarnation == restarts else { return }
             _ = functions.pointee.C_CloseSession(session)
         }
+    }
+
+    /// Throws a recoverable error when the module restarted since `incarnation`: the handles
+    /// the caller holds are stale. Call inside the read lock, before using them.
+    private func requireIncarnation(_ incarnation: Int?) throws {
+        guard let incarnation, incarnation != restarts else { return }
+        throw TokenError(
+            .pkcs11, operation: "using a session of \(name)", returnValue: UInt(CKR_SESSION_HANDLE_INVALID),
+            detail: "the module was restarted; the token is found again")
     }
 
     /// Logs the user in; an already logged-in token is fine (login is per token, not per session).
@@ -281,8 +300,11 @@ public final class PKCS11Module: @unchecked Sendable {
     }
 
     /// Digests `data` on the token (for mechanisms that sign a precomputed hash).
-    func digest(session: CK_SESSION_HANDLE, mechanism: CK_MECHANISM_TYPE, _ data: [UInt8]) throws -> [UInt8] {
+    func digest(session: CK_SESSION_HANDLE, mechanism: CK_MECHANISM_TYPE, _ data: [UInt8], incarnation: Int? = nil)
+        throws -> [UInt8]
+    {
         try callLock.read {
+            try requireIncarnation(incarnation)
             var mech = CK_MECHANISM(mechanism: mechanism, pParameter: nil, ulParameterLen: 0)
             try check(functions.pointee.C_DigestInit(session, &mech), "C_DigestInit")
             var output = [UInt8](repeating: 0, count: 64)
@@ -304,9 +326,10 @@ public final class PKCS11Module: @unchecked Sendable {
     /// active and is asked again with the size it gave.
     func sign(
         session: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE, mechanism: CK_MECHANISM_TYPE,
-        parameter: [UInt8]?, _ data: [UInt8]
+        parameter: [UInt8]?, _ data: [UInt8], incarnation: Int? = nil
     ) throws -> [UInt8] {
         try callLock.read {
+            try requireIncarnation(incarnation)
             var parameter = parameter ?? []
             let initRV = parameter.withUnsafeMutableBytes { buffer in
                 var mech = CK_MECHANISM(

@@ -41,6 +41,8 @@ public final class TokenKey: @unchecked Sendable {
         let key: CK_OBJECT_HANDLE
         let mechanisms: Set<CK_MECHANISM_TYPE>
         let generation: Int
+        /// The module's incarnation the handles belong to.
+        let incarnation: Int
     }
 
     struct Lease {
@@ -157,10 +159,11 @@ public final class TokenKey: @unchecked Sendable {
         func run(_ mechanism: UInt, _ parameter: [UInt8]?, _ input: [UInt8]) throws -> [UInt8] {
             try module.sign(
                 session: lease.session, key: lease.binding.key, mechanism: CK_MECHANISM_TYPE(mechanism),
-                parameter: parameter, input)
+                parameter: parameter, input, incarnation: lease.binding.incarnation)
         }
         func hashed() throws -> [UInt8] {
-            try module.digest(session: lease.session, mechanism: digest.digestMechanism, data)
+            try module.digest(
+                session: lease.session, mechanism: digest.digestMechanism, data, incarnation: lease.binding.incarnation)
         }
         switch scheme {
         case .rsaPKCS1:
@@ -234,7 +237,7 @@ public final class TokenKey: @unchecked Sendable {
                 if let certificate {
                     let current = try? Self.certificate(module: found.binding.module, session: found.session, id: id)
                     guard current == certificate else {
-                        found.binding.module.closeSession(found.session)
+                        found.binding.module.closeSession(found.session, incarnation: found.binding.incarnation)
                         throw TokenError(
                             .unavailable, operation: "finding token \(tokenLabel) again",
                             detail: "the token came back with a different certificate for this key; "
@@ -247,6 +250,14 @@ public final class TokenKey: @unchecked Sendable {
                 logger.info("token found again", metadata: ["token.label": "\(tokenLabel)"])
             }
             let current = binding!
+            if current.incarnation != current.module.incarnation {
+                // Another key on the same module restarted it: every handle here is stale.
+                open -= idle.count
+                idle.removeAll()
+                binding = nil
+                generation += 1
+                continue
+            }
             if let session = idle.popLast() {
                 return Lease(session: session, binding: current)
             }
@@ -275,14 +286,14 @@ public final class TokenKey: @unchecked Sendable {
         if broken && current == lease.binding.generation {
             // The first signer to see the failure drops the binding; sessions of that
             // generation are closed as they come back.
-            for session in idle { lease.binding.module.closeSession(session) }
+            for session in idle { lease.binding.module.closeSession(session, incarnation: lease.binding.incarnation) }
             open -= idle.count
             idle.removeAll()
             binding = nil
             generation += 1
         }
         if broken || current != lease.binding.generation {
-            lease.binding.module.closeSession(lease.session)
+            lease.binding.module.closeSession(lease.session, incarnation: lease.binding.incarnation)
             open -= 1
         } else {
             idle.append(lease.session)
@@ -330,6 +341,7 @@ public final class TokenKey: @unchecked Sendable {
                     matches(uri.model, PKCS11URI.paddedString(&info.model))
                 else { continue }
 
+                let incarnation = module.incarnation
                 let session = try module.openSession(slot: slot)
                 do {
                     if info.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) != 0 || pin != nil {
@@ -357,10 +369,10 @@ public final class TokenKey: @unchecked Sendable {
                     }
                     let binding = Binding(
                         module: module, slot: slot, key: key, mechanisms: try module.mechanisms(slot: slot),
-                        generation: generation)
+                        generation: generation, incarnation: incarnation)
                     return Found(binding: binding, session: session, tokenLabel: label)
                 } catch {
-                    module.closeSession(session)
+                    module.closeSession(session, incarnation: incarnation)
                     throw error
                 }
             }
@@ -389,8 +401,8 @@ public final class TokenKey: @unchecked Sendable {
 
     deinit {
         condition.lock()
-        if let module = binding?.module {
-            for session in idle { module.closeSession(session) }
+        if let binding {
+            for session in idle { binding.module.closeSession(session, incarnation: binding.incarnation) }
         }
         condition.unlock()
     }

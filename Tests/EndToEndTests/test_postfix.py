@@ -54,18 +54,21 @@ def setup(pki):
     shutil.rmtree(base, ignore_errors=True)
 
 
-def wait_for_messages(sink, count, timeout=60):
-    """The messages, once `count` have arrived and smtp-sink has finished writing them."""
+def wait_for_messages(postfix, sink, count, timeout=60):
+    """The messages in the sink, once Postfix has logged `count` deliveries to it since the
+    last `clear()` (smtp-sink writes as the data arrives: only Postfix's status=sent says
+    a message is complete)."""
     deadline = time.time() + timeout
-    previous = None
     while time.time() < deadline:
-        messages = sink.messages()
-        sizes = [len(m) for m in messages]
-        if len(messages) >= count and sizes == previous:
-            return messages
-        previous = sizes
-        time.sleep(0.5)
-    raise AssertionError(f"{len(sink.messages())} of {count} messages arrived")
+        if postfix.log().count("status=sent") - postfix.delivered_before >= count:
+            return sink.messages()
+        time.sleep(0.2)
+    raise AssertionError(f"{postfix.log().count('status=sent') - postfix.delivered_before} of {count} messages arrived")
+
+
+def clear(postfix, sink):
+    sink.clear()
+    postfix.delivered_before = postfix.log().count("status=sent")
 
 
 def smtp(port, message, sender, recipient, source="127.0.0.1"):
@@ -109,20 +112,20 @@ def verify_with_openssl_and_gpgsm(pki, message: bytes, directory: Path):
 
 def test_submission_on_the_originating_service_arrives_signed(setup, pki, tmp_path):
     postfix, sink, daemon, _ = setup
-    sink.clear()
+    clear(postfix, sink)
     smtp(postfix.submission_port, SUBMITTED, "ketoan@stttt.dienbien.gov.vn", "ubnd@muonglay.dienbien.gov.vn",
          source="127.0.0.3")
-    [message] = wait_for_messages(sink, 1)
+    [message] = wait_for_messages(postfix, sink, 1)
     assert b"multipart/signed" in message.split(b"\n\n")[0]
     verify_with_openssl_and_gpgsm(pki, message, tmp_path)
 
 
 def test_mail_from_an_internal_address_and_local_submission_arrive_signed(setup, pki, tmp_path):
     postfix, sink, daemon, _ = setup
-    sink.clear()
+    clear(postfix, sink)
     smtp(postfix.smtp_port, SUBMITTED, "ketoan@stttt.dienbien.gov.vn", "ubnd@muonglay.dienbien.gov.vn")
     postfix.sendmail(SUBMITTED, "ketoan@stttt.dienbien.gov.vn", "ubnd@muonglay.dienbien.gov.vn")
-    messages = wait_for_messages(sink, 2)
+    messages = wait_for_messages(postfix, sink, 2)
     for index, message in enumerate(messages):
         directory = tmp_path / str(index)
         directory.mkdir()
@@ -131,7 +134,7 @@ def test_mail_from_an_internal_address_and_local_submission_arrive_signed(setup,
 
 def test_signed_mail_from_outside_arrives_with_smime_pass(setup, pki, tmp_path):
     postfix, sink, daemon, _ = setup
-    sink.clear()
+    clear(postfix, sink)
     source = tmp_path / "outside.eml"
     source.write_bytes(b"From: vanphong.ubnd@dienbien.gov.vn\r\nTo: stttt@stttt.dienbien.gov.vn\r\n"
                        b"Subject: test\r\n\r\nhello\r\n")
@@ -139,7 +142,7 @@ def test_signed_mail_from_outside_arrives_with_smime_pass(setup, pki, tmp_path):
                              f"{pki}/certs/vanphong.pem", "--chain", f"{pki}/ca/chain.pem", str(source)],
                             capture_output=True, check=True).stdout
     smtp(postfix.smtp_port, signed, "vanphong.ubnd@dienbien.gov.vn", "stttt@stttt.dienbien.gov.vn", source="127.0.0.3")
-    [message] = wait_for_messages(sink, 1)
+    [message] = wait_for_messages(postfix, sink, 1)
     head = message.split(b"\n\n")[0].decode()
     # smtp-sink's own Received field comes first; ours are the next, above Postfix's Received.
     fields = [line for line in head.split("\n") if line[:1] not in (" ", "\t")]
@@ -151,7 +154,7 @@ def test_signed_mail_from_outside_arrives_with_smime_pass(setup, pki, tmp_path):
 
 def test_mail_while_the_token_is_gone_is_deferred_then_delivered_signed(setup, pki, tmp_path):
     postfix, sink, daemon, _ = setup
-    sink.clear()
+    clear(postfix, sink)
     env = dict(os.environ, SOFTHSM2_CONF=f"{pki}/softhsm2.conf")
     subprocess.run(["softhsm2-util", "--delete-token", "--token", "Recovery-Test"], env=env, check=True,
                    capture_output=True)
@@ -168,17 +171,17 @@ def test_mail_while_the_token_is_gone_is_deferred_then_delivered_signed(setup, p
     subprocess.run(["bash", f"{pki}/recreate-recovery-token.sh"], check=True)
     time.sleep(5.5)  # the module is restarted at most every 5 seconds while a token is missing
     postfix.kick()
-    [delivered] = wait_for_messages(sink, 1, timeout=90)
+    [delivered] = wait_for_messages(postfix, sink, 1, timeout=90)
     verify_with_openssl_and_gpgsm(pki, delivered, tmp_path)
 
 
 def test_a_30_mb_message_passes_and_the_daemons_peak_memory_is_reported(setup, pki, tmp_path):
     postfix, sink, daemon, base = setup
-    sink.clear()
+    clear(postfix, sink)
     line = "Số liệu thống kê dân số các xã, phường năm 2026;0123456789;ABCDEFGHIJ\r\n".encode()
     body = line * (30 * 1024 * 1024 // len(line))
     smtp(postfix.submission_port, SUBMITTED + body, "ketoan@stttt.dienbien.gov.vn", "ubnd@muonglay.dienbien.gov.vn")
-    [message] = wait_for_messages(sink, 1, timeout=300)
+    [message] = wait_for_messages(postfix, sink, 1, timeout=300)
     assert len(message) > 30 * 1024 * 1024
     status = Path(f"/proc/{daemon.process.pid}/status").read_text()
     peak_kb = int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1])

@@ -107,6 +107,10 @@ import Token
             .map { String($0.dropFirst()) }.joined(separator: "\n")
         #expect(throws: Never.self) { try Configuration.parse(uncommented, file: "sample") }
         #expect(throws: Never.self) { try Configuration.load(path: TestPKI.repositoryRoot + "/conf/smime-milter.conf") }
+        let manual = try String(contentsOfFile: TestPKI.repositoryRoot + "/man/smime-milter.conf.5", encoding: .utf8)
+        for key in Configuration.keys {
+            #expect(manual.contains(".B \(key.name) "), "\(key.name) missing from smime-milter.conf(5)")
+        }
     }
 }
 

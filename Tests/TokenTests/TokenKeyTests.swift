@@ -179,6 +179,27 @@ import Testing
 
     // MARK: recovery
 
+    /// A module restart made for one key (its token went missing) must not leave another key on
+    /// the same module signing through stale handles: SoftHSM numbers sessions and objects from 1
+    /// again, so an old handle can name the other token's key. RSA PKCS#1 v1.5 is deterministic:
+    /// the same key gives the same signature.
+    @Test func aModuleRestartForAnotherKeyNeverSignsWithTheWrongKey() throws {
+        let directory = try pki.temporaryDirectory("restart")
+        let moduleCopy = directory + "/libsofthsm2-copy.so"
+        let library = URL(fileURLWithPath: pki.softHSMModule).resolvingSymlinksInPath().path
+        try FileManager.default.copyItem(atPath: library, toPath: moduleCopy)
+        let unit = try TokenKey(
+            uri: PKCS11URI(parsing: pki.keyURI(token: "STTTT-DienBien", object: "unit-seal")), modulePath: moduleCopy)
+        let before = try unit.sign(data)
+        #expect(try PKCS11Module.load(path: moduleCopy).reinitialize(notWithin: 0))
+        // Another key takes the first handles of the new incarnation.
+        let other = try TokenKey(
+            uri: PKCS11URI(parsing: pki.keyURI(token: "STTTT-DienBien", object: "vanthu")), modulePath: moduleCopy)
+        _ = try other.sign(data)
+        #expect(try unit.sign(data) == before)
+        #expect(try other.sign(data) != before)
+    }
+
     /// The token is really deleted and re-created on disk by softhsm2-util, as a USB token is
     /// pulled and put back. A private copy of the SoftHSM library keeps this test's module
     /// restarts away from the other tests running at the same time.
