@@ -39,7 +39,8 @@ test: test-deps
 	$(MAKE) fuzz FUZZ_SECONDS=60
 
 # Benchmarks measure the release build.
-bench: deps demo-pki
+bench: demo-pki
+	@scripts/install-deps.sh bench
 	$(SWIFT) build -c release $(SWIFTFLAGS)
 	@scripts/bench.sh $(RELEASE_BIN) $(DEMO)
 

@@ -25,3 +25,8 @@ echo
 echo "== S/MIME: whole messages signed with the token and verified in-process, beside openssl cms -verify"
 "$bin" bench smime --module "$module" --seconds "$seconds" --trust "$demo/ca/root.pem" --chain "$demo/ca/chain.pem" \
     --key "pkcs11:token=STTTT-DienBien;object=unit-seal;type=private?pin-source=file:$demo/pins/STTTT-DienBien"
+echo
+echo "== Through Postfix: smtp-source -> loopback Postfix -> smtp-sink, no milter / OpenDKIM / smime-milter"
+mkdir -p state
+python3 scripts/bench-postfix.py "$bin" "$demo" state/bench-postfix.json
+echo "(JSON: state/bench-postfix.json)"

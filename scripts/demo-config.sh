@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Writes the demo configuration and signing table for the token store of make-test-pki.sh.
-#   scripts/demo-config.sh DEMO_DIR SOCKET
+#   scripts/demo-config.sh DEMO_DIR SOCKET [OUT_DIR]   (OUT_DIR defaults to DEMO_DIR)
 set -euo pipefail
 demo=$1
 socket=$2
+out=${3:-$1}
 user=$(id -un)
-cat >"$demo/signing-table" <<TABLE
+cat >"$out/signing-table" <<TABLE
 # The person with her own certificate signs as herself; the rest of each unit with its seal.
 vanthu.stttt@dienbien.gov.vn  pkcs11:token=STTTT-DienBien;object=vanthu;type=private?pin-source=file:$demo/pins/STTTT-DienBien  chain=$demo/ca/chain.pem
 *@stttt.dienbien.gov.vn       pkcs11:token=STTTT-DienBien;object=unit-seal;type=private?pin-source=file:$demo/pins/STTTT-DienBien  chain=$demo/ca/chain.pem
 *@muonglay.dienbien.gov.vn    pkcs11:token=UBND-MuongLay;object=unit-seal;type=private?pin-source=file:$demo/pins/UBND-MuongLay  chain=$demo/ca/chain.pem
 TABLE
-cat >"$demo/smime-milter.conf" <<CONF
+cat >"$out/smime-milter.conf" <<CONF
 # The demo configuration (make run): demo tokens and CA under $demo.
 Socket            $socket
 UMask             000
@@ -19,10 +20,10 @@ UserID            $user
 Syslog            no
 AuthservID        mail.dienbien.gov.vn
 MTA               ORIGINATING
-SigningTable      $demo/signing-table
+SigningTable      $out/signing-table
 PKCS11Module      /usr/lib/softhsm/libsofthsm2.so
 TrustAnchors      $demo/ca/root.pem
 CRLDirectory      $demo/crl
 RevocationCheck   crl
-StateDirectory    $demo
+StateDirectory    $out
 CONF

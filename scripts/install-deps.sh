@@ -2,11 +2,15 @@
 # Installs the Debian packages smime-milter builds, runs and is tested with, when missing.
 #   scripts/install-deps.sh          what the build and `make run` need
 #   scripts/install-deps.sh test     plus the independent verifiers and peers the tests use
+#   scripts/install-deps.sh bench    plus OpenDKIM, the baseline milter of the Postfix benchmark
 set -euo pipefail
 
 packages=(libmilter-dev libssl-dev libp11-kit-dev p11-kit softhsm2 opensc openssl pkg-config)
-if [ "${1:-}" = test ]; then
+if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
     packages+=(gpgsm libnss3-tools postfix swaks python3-pip)
+fi
+if [ "${1:-}" = bench ]; then
+    packages+=(opendkim)
 fi
 
 missing=()
@@ -30,7 +34,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ "${1:-}" = test ] && ! python3 -c "import miltertest" 2>/dev/null; then
+if { [ "${1:-}" = test ] || [ "${1:-}" = bench ]; } && ! python3 -c "import miltertest" 2>/dev/null; then
     # Debian's own Python refuses system-wide pip installs unless told (PEP 668).
     python3 -m pip install -q miltertest pytest 2>/dev/null ||
         python3 -m pip install -q --break-system-packages miltertest pytest

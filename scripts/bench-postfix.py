@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Throughput through a real Postfix: smtp-source -> loopback Postfix -> smtp-sink, with no milter,
+OpenDKIM signing (RSA-2048, the milter a postmaster already runs), smime-milter signing over a
+unix and a TCP socket, and smime-milter verifying signed incoming mail. Variants are interleaved
+and repeated; the median of the rounds is reported, with what smtp-sink received.
+    scripts/bench-postfix.py BINARY DEMO_DIR [JSON_OUT]
+Environment: BENCH_ROUNDS (3), BENCH_MESSAGES (300 at 4 KB; a tenth of it at 1 MB), BENCH_SESSIONS (10)."""
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Tests" / "EndToEndTests"))
+from postfix_instance import PostfixInstance, SmtpSink, free_port  # noqa: E402
+
+binary, demo = sys.argv[1], Path(sys.argv[2]).resolve()
+json_out = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+count_small = int(os.environ.get("BENCH_MESSAGES", "300"))
+sessions = int(os.environ.get("BENCH_SESSIONS", "10"))
+os.environ["SOFTHSM2_CONF"] = str(demo / "softhsm2.conf")
+
+base = Path(tempfile.mkdtemp(prefix="smime-milter-bench-"))
+os.chmod(base, 0o755)
+processes = []
+
+
+def start(arguments, log):
+    process = subprocess.Popen(arguments, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    processes.append(process)
+    return process
+
+
+def wait_for(path, timeout=30):
+    deadline = time.time() + timeout
+    while not Path(path).exists():
+        if time.time() > deadline:
+            raise RuntimeError(f"{path} did not appear")
+        time.sleep(0.05)
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# MARK: the milters
+
+def smime_milter(name, socket, internal_hosts):
+    directory = base / name
+    directory.mkdir()
+    os.chmod(directory, 0o755)
+    subprocess.run(["scripts/demo-config.sh", str(demo), socket, str(directory)], check=True)
+    with open(directory / "smime-milter.conf", "a") as config:
+        config.write(f"InternalHosts {internal_hosts}\nLogLevel warning\n")
+    process = start([binary, "run", "--config", str(directory / "smime-milter.conf"), "--stderr"], directory / "log")
+    if socket.startswith("local:"):
+        wait_for(socket[6:])
+    else:
+        time.sleep(1.5)
+    return process
+
+
+def opendkim(socket_path):
+    directory = base / "opendkim"
+    directory.mkdir()
+    os.chmod(directory, 0o755)
+    subprocess.run(["openssl", "genrsa", "-out", str(directory / "bench.private"), "2048"], check=True,
+                   capture_output=True)
+    shutil.chown(directory / "bench.private", "opendkim")
+    (directory / "opendkim.conf").write_text(f"""Syslog no
+Mode s
+Domain stttt.dienbien.gov.vn
+Selector bench
+KeyFile {directory}/bench.private
+Socket local:{socket_path}
+UMask 000
+UserID opendkim
+InternalHosts 127.0.0.1
+Canonicalization relaxed/simple
+RequireSafeKeys false
+PidFile {directory}/opendkim.pid
+""")
+    os.chown(directory, shutil._get_uid("opendkim"), -1)
+    process = start(["opendkim", "-f", "-x", str(directory / "opendkim.conf")], directory / "log")
+    wait_for(socket_path)
+    return process
+
+
+# MARK: messages
+
+def message(size, sender):
+    line = "Số liệu thống kê các xã, phường năm 2026; 0123456789 ABCDEFGHIJ abcdefghij.\r\n"
+    body = (line * (size // len(line.encode()) + 1)).encode()[:size]
+    return (f"From: {sender}\r\nTo: ubnd@muonglay.dienbien.gov.vn\r\nSubject: bench\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n").encode() + body
+
+
+messages = {}
+for size, label in [(4 * 1024, "4KB"), (1024 * 1024, "1MB")]:
+    plain = base / f"plain-{label}.eml"
+    plain.write_bytes(message(size, "ketoan@stttt.dienbien.gov.vn"))
+    signed = base / f"signed-{label}.eml"
+    signed.write_bytes(subprocess.run(
+        [binary, "sign", "--key", f"{demo}/certs/vanphong.key", "--cert", f"{demo}/certs/vanphong.pem", "--chain",
+         f"{demo}/ca/chain.pem"],
+        input=message(size, "vanphong.ubnd@dienbien.gov.vn"), capture_output=True, check=True).stdout)
+    messages[label] = (plain, signed)
+
+# MARK: the instances (one Postfix per variant, all started up front, used in turn)
+
+sink = SmtpSink(base / "sink", dump=False)
+sign_socket = base / "sign" / "milter.sock"
+verify_socket = base / "verify" / "milter.sock"
+tcp_port = free_port()
+dkim_socket = base / "opendkim" / "opendkim.sock"
+milters = {
+    "sign": smime_milter("sign", f"local:{sign_socket}", "127.0.0.1"),
+    "sign-tcp": smime_milter("sign-tcp", f"inet:{tcp_port}@127.0.0.1", "127.0.0.1"),
+    "verify": smime_milter("verify", f"local:{verify_socket}", "127.0.0.2"),
+    "opendkim": opendkim(dkim_socket),
+}
+variants = [
+    ("no milter", None, None, "plain"),
+    ("OpenDKIM sign (unix)", f"unix:{dkim_socket}", "opendkim", "plain"),
+    ("smime-milter sign (unix)", f"unix:{sign_socket}", "sign", "plain"),
+    ("smime-milter sign (tcp)", f"inet:127.0.0.1:{tcp_port}", "sign-tcp", "plain"),
+    ("smime-milter verify (unix)", f"unix:{verify_socket}", "verify", "signed"),
+]
+instances = {}
+for name, milter, _, _ in variants:
+    instances[name] = PostfixInstance(base / ("postfix-" + str(len(instances))), sink.port, milter=milter).start()
+
+
+def delivered(instance):
+    return instance.log().count("status=sent")
+
+
+def run(name, label):
+    instance = instances[name]
+    kind = next(v[3] for v in variants if v[0] == name)
+    milter = next(v[2] for v in variants if v[0] == name)
+    path = messages[label][0 if kind == "plain" else 1]
+    count = count_small if label == "4KB" else max(10, count_small // 10)
+    before = delivered(instance)
+    cpu_before = cpu_seconds(milters[milter].pid) if milter else 0
+    started = time.monotonic()
+    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(count), "-F", str(path),
+                    "-f", "ketoan@stttt.dienbien.gov.vn", "-t", "ubnd@muonglay.dienbien.gov.vn",
+                    f"127.0.0.1:{instance.smtp_port}"], check=True, capture_output=True)
+    deadline = time.time() + 600
+    while delivered(instance) - before < count and time.time() < deadline:
+        time.sleep(0.02)
+    elapsed = time.monotonic() - started
+    received = delivered(instance) - before
+    cpu = (cpu_seconds(milters[milter].pid) - cpu_before) if milter else 0
+    return {"rate": received / elapsed, "received": received, "sent": count, "cpu_ms": 1000 * cpu / max(1, received)}
+
+
+results = {}
+try:
+    for label in ["4KB", "1MB"]:
+        for round_number in range(rounds):
+            order = variants if round_number % 2 == 0 else list(reversed(variants))
+            for name, *_ in order:
+                results.setdefault(label, {}).setdefault(name, []).append(run(name, label))
+    summary = {}
+    print(f"Through Postfix: {sessions} sessions, median of {rounds} interleaved rounds; "
+          "rate counts what reached smtp-sink (Postfix status=sent)")
+    for label, by_variant in results.items():
+        print(f"\n{label}:")
+        print(f"{'variant':30} {'msgs/s':>8} {'x none':>7} {'x DKIM':>7} {'milter CPU ms/msg':>18} {'received':>9}")
+        medians = {name: statistics.median(r["rate"] for r in runs) for name, runs in by_variant.items()}
+        for name, runs in by_variant.items():
+            received = sum(r["received"] for r in runs)
+            sent = sum(r["sent"] for r in runs)
+            cpu = statistics.median(r["cpu_ms"] for r in runs)
+            ratio_none = medians[name] / medians["no milter"]
+            ratio_dkim = medians[name] / medians["OpenDKIM sign (unix)"]
+            print(f"{name:30} {medians[name]:8.1f} {ratio_none:7.2f} {ratio_dkim:7.2f} {cpu:18.2f} {received:>4}/{sent}")
+            summary.setdefault(label, {})[name] = {"median_rate": medians[name], "ratio_to_none": ratio_none,
+                                                  "ratio_to_opendkim": ratio_dkim, "milter_cpu_ms": cpu,
+                                                  "received": received, "sent": sent, "rounds": runs}
+    if json_out:
+        json_out.write_text(json.dumps(summary, indent=2))
+finally:
+    for instance in instances.values():
+        instance.stop()
+    sink.stop()
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    shutil.rmtree(base, ignore_errors=True)
