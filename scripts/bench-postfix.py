@@ -116,7 +116,6 @@ for size, label in [(4 * 1024, "4KB"), (1024 * 1024, "1MB")]:
 
 # MARK: the instances (one Postfix per variant, all started up front, used in turn)
 
-sink = SmtpSink(base / "sink", dump=False)
 sign_socket = base / "sign" / "milter.sock"
 verify_socket = base / "verify" / "milter.sock"
 tcp_port = free_port()
@@ -134,8 +133,13 @@ variants = [
     ("smime-milter sign (tcp)", f"inet:127.0.0.1:{tcp_port}", "sign-tcp", "plain"),
     ("smime-milter verify (unix)", f"unix:{verify_socket}", "verify", "signed"),
 ]
+# One sink per instance: a single smtp-sink shared by five Postfix instances stopped answering
+# greetings under the load and stalled the run.
 instances = {}
+sinks = []
 for name, milter, _, _ in variants:
+    sink = SmtpSink(base / f"sink-{len(instances)}", dump=False)
+    sinks.append(sink)
     instances[name] = PostfixInstance(base / ("postfix-" + str(len(instances))), sink.port, milter=milter).start()
 
 
@@ -193,7 +197,8 @@ try:
 finally:
     for instance in instances.values():
         instance.stop()
-    sink.stop()
+    for sink in sinks:
+        sink.stop()
     for process in processes:
         process.send_signal(signal.SIGTERM)
     for process in processes:
