@@ -18,21 +18,11 @@ public enum HeaderEdit: Sendable, Equatable {
         for edit in edits {
             switch edit {
             case .delete(let name, let occurrence):
-                var seen = 0
-                if let index = result.firstIndex(where: { field in
-                    guard field.hasName(name) else { return false }
-                    seen += 1
-                    return seen == occurrence
-                }) {
+                if let index = position(of: name, occurrence: occurrence, in: result) {
                     result.remove(at: index)
                 }
             case .change(let name, let occurrence, let value):
-                var seen = 0
-                if let index = result.firstIndex(where: { field in
-                    guard field.hasName(name) else { return false }
-                    seen += 1
-                    return seen == occurrence
-                }) {
+                if let index = position(of: name, occurrence: occurrence, in: result) {
                     result[index] = HeaderField(name: result[index].name, value: value)
                 }
             case .insert(let index, let name, let value):
@@ -42,5 +32,15 @@ public enum HeaderEdit: Sendable, Equatable {
             }
         }
         return result
+    }
+
+    /// Where the `occurrence`-th field named `name` (1-based) stands, as libmilter counts.
+    static func position(of name: String, occurrence: Int, in headers: [HeaderField]) -> Int? {
+        var seen = 0
+        return headers.firstIndex { field in
+            guard field.hasName(name) else { return false }
+            seen += 1
+            return seen == occurrence
+        }
     }
 }

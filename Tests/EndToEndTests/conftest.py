@@ -214,6 +214,13 @@ def apply(fields, body, replies):
     return headers, (new_body if replaced else body)
 
 
+def signed_by_provincial_office(pki, message: bytes) -> bytes:
+    """The message signed elsewhere in the province (the office's PEM key), by `smime-milter sign`."""
+    return subprocess.run(
+        [str(BINARY), "sign", "--key", f"{pki}/certs/vanphong.key", "--cert", f"{pki}/certs/vanphong.pem",
+         "--chain", f"{pki}/ca/chain.pem"], input=message, capture_output=True, check=True).stdout
+
+
 def openssl_verify(pki, message: bytes, tmp_path):
     path = tmp_path / "signed.eml"
     path.write_bytes(message)

@@ -1,12 +1,11 @@
 """The daemon driven over the milter protocol as Postfix drives it: one behaviour per test."""
 
 import signal
-import subprocess
 import time
 
 from miltertest import constants as c
 
-from conftest import BINARY, Session, openssl_verify
+from conftest import Session, openssl_verify, signed_by_provincial_office
 
 INTERNAL = (
     "From: =?UTF-8?B?UGjDsm5nIEvhur8gdG/DoW4=?= <ketoan@stttt.dienbien.gov.vn>\r\n"
@@ -19,16 +18,11 @@ INTERNAL = (
 ).encode()
 
 
-def signed_elsewhere(pki, tmp_path, extra_headers=""):
-    """A message another unit signed (the provincial office's PEM key), as it arrives from outside."""
-    source = tmp_path / "outgoing.eml"
-    source.write_bytes((extra_headers + "From: vanphong.ubnd@dienbien.gov.vn\r\nTo: stttt@stttt.dienbien.gov.vn\r\n"
-                        "Subject: Thông báo\r\n\r\nNội dung công văn.\r\n").encode())
-    result = subprocess.run(
-        [str(BINARY), "sign", "--key", f"{pki}/certs/vanphong.key",
-         "--cert", f"{pki}/certs/vanphong.pem", "--chain", f"{pki}/ca/chain.pem", str(source)],
-        capture_output=True, check=True)
-    return result.stdout
+def signed_elsewhere(pki, extra_headers=""):
+    """A message another unit signed, as it arrives from outside."""
+    return signed_by_provincial_office(pki, (
+        extra_headers + "From: vanphong.ubnd@dienbien.gov.vn\r\nTo: stttt@stttt.dienbien.gov.vn\r\n"
+        "Subject: Thông báo\r\n\r\nNội dung công văn.\r\n").encode())
 
 
 def test_internal_mail_is_signed_with_the_unit_certificate(daemon, pki, tmp_path):
@@ -48,9 +42,9 @@ def test_internal_mail_is_signed_with_the_unit_certificate(daemon, pki, tmp_path
     assert "pin-source" not in daemon.log_text()
 
 
-def test_external_signed_mail_gets_smime_pass(daemon, pki, tmp_path):
+def test_external_signed_mail_gets_smime_pass(daemon, pki):
     session = Session(daemon, client="203.0.113.7")
-    result = session.send(signed_elsewhere(pki, tmp_path), queue_id="5EXTERN")
+    result = session.send(signed_elsewhere(pki), queue_id="5EXTERN")
     session.close()
     assert result.reply[0] == c.SMFIR_CONTINUE
     assert not result.body_replaced, "incoming bodies are never changed"
@@ -62,12 +56,12 @@ def test_external_signed_mail_gets_smime_pass(daemon, pki, tmp_path):
     assert "5EXTERN: verified smime=pass from=vanphong.ubnd@dienbien.gov.vn" in daemon.log_text()
 
 
-def test_forged_headers_are_removed_and_other_servers_kept(daemon, pki, tmp_path):
+def test_forged_headers_are_removed_and_other_servers_kept(daemon, pki):
     forged = ("Authentication-Results: mail.dienbien.gov.vn; smime=pass body.smime-identifier=giam.doc@dienbien.gov.vn\r\n"
               "Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=example.org\r\n"
               "X-SMIME-Verification: pass; signer: forged\r\n")
     session = Session(daemon, client="203.0.113.7")
-    result = session.send(signed_elsewhere(pki, tmp_path, forged))
+    result = session.send(signed_elsewhere(pki, forged))
     session.close()
     results = result.header("Authentication-Results")
     assert len(results) == 2
@@ -129,7 +123,7 @@ def test_several_messages_on_one_connection_each_get_their_own_result(daemon, pk
     session.conn.send_macro(c.SMFIC_MAIL, i="7ABORTED")
     session.conn.send_ar(c.SMFIC_MAIL, args=["<x@example.org>"])
     session.abort()
-    verified = session.send(signed_elsewhere(pki, tmp_path), queue_id="7SECOND")
+    verified = session.send(signed_elsewhere(pki), queue_id="7SECOND")
     unsigned = session.send(b"From: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n", queue_id="7THIRD")
     session.close()
     assert signed.body_replaced and openssl_verify(pki, signed.message, tmp_path).returncode == 0

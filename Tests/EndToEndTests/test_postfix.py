@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BINARY, Daemon, key_uri
+from conftest import Daemon, key_uri, openssl_verify, signed_by_provincial_office
 from postfix_instance import PostfixInstance, SmtpSink
 
 SUBMITTED = (
@@ -77,10 +77,7 @@ def smtp(port, message, sender, recipient, source="127.0.0.1"):
 
 
 def verify_with_openssl_and_gpgsm(pki, message: bytes, directory: Path):
-    path = directory / "received.eml"
-    path.write_bytes(message)
-    openssl = subprocess.run(["openssl", "cms", "-verify", "-in", str(path), "-CAfile", f"{pki}/ca/root.pem",
-                              "-out", "/dev/null"], capture_output=True, text=True)
+    openssl = openssl_verify(pki, message, directory)
     assert openssl.returncode == 0, openssl.stderr
 
     # gpgsm wants the signed entity and the signature as two files.
@@ -135,12 +132,8 @@ def test_mail_from_an_internal_address_and_local_submission_arrive_signed(setup,
 def test_signed_mail_from_outside_arrives_with_smime_pass(setup, pki, tmp_path):
     postfix, sink, daemon, _ = setup
     clear(postfix, sink)
-    source = tmp_path / "outside.eml"
-    source.write_bytes(b"From: vanphong.ubnd@dienbien.gov.vn\r\nTo: stttt@stttt.dienbien.gov.vn\r\n"
-                       b"Subject: test\r\n\r\nhello\r\n")
-    signed = subprocess.run([str(BINARY), "sign", "--key", f"{pki}/certs/vanphong.key", "--cert",
-                             f"{pki}/certs/vanphong.pem", "--chain", f"{pki}/ca/chain.pem", str(source)],
-                            capture_output=True, check=True).stdout
+    signed = signed_by_provincial_office(
+        pki, b"From: vanphong.ubnd@dienbien.gov.vn\r\nTo: stttt@stttt.dienbien.gov.vn\r\nSubject: test\r\n\r\nhello\r\n")
     smtp(postfix.smtp_port, signed, "vanphong.ubnd@dienbien.gov.vn", "stttt@stttt.dienbien.gov.vn", source="127.0.0.3")
     [message] = wait_for_messages(postfix, sink, 1)
     head = message.split(b"\n\n")[0].decode()

@@ -179,15 +179,21 @@ import Testing
 
     // MARK: recovery
 
+    /// A private copy of the SoftHSM library, so that a test's module restarts stay away from the
+    /// other tests running at the same time.
+    func privateModuleCopy(_ name: String) throws -> String {
+        let moduleCopy = try pki.temporaryDirectory(name) + "/libsofthsm2-copy.so"
+        let library = URL(fileURLWithPath: pki.softHSMModule).resolvingSymlinksInPath().path
+        try FileManager.default.copyItem(atPath: library, toPath: moduleCopy)
+        return moduleCopy
+    }
+
     /// A module restart made for one key (its token went missing) must not leave another key on
     /// the same module signing through stale handles: SoftHSM numbers sessions and objects from 1
     /// again, so an old handle can name the other token's key. RSA PKCS#1 v1.5 is deterministic:
     /// the same key gives the same signature.
     @Test func aModuleRestartForAnotherKeyNeverSignsWithTheWrongKey() throws {
-        let directory = try pki.temporaryDirectory("restart")
-        let moduleCopy = directory + "/libsofthsm2-copy.so"
-        let library = URL(fileURLWithPath: pki.softHSMModule).resolvingSymlinksInPath().path
-        try FileManager.default.copyItem(atPath: library, toPath: moduleCopy)
+        let moduleCopy = try privateModuleCopy("restart")
         let unit = try TokenKey(
             uri: PKCS11URI(parsing: pki.keyURI(token: "STTTT-DienBien", object: "unit-seal")), modulePath: moduleCopy)
         let before = try unit.sign(data)
@@ -201,13 +207,9 @@ import Testing
     }
 
     /// The token is really deleted and re-created on disk by softhsm2-util, as a USB token is
-    /// pulled and put back. A private copy of the SoftHSM library keeps this test's module
-    /// restarts away from the other tests running at the same time.
+    /// pulled and put back.
     @Test func signingRecoversAfterTheTokenDisappearsAndComesBack() throws {
-        let directory = try pki.temporaryDirectory("recovery")
-        let moduleCopy = directory + "/libsofthsm2-copy.so"
-        let library = URL(fileURLWithPath: pki.softHSMModule).resolvingSymlinksInPath().path
-        try FileManager.default.copyItem(atPath: library, toPath: moduleCopy)
+        let moduleCopy = try privateModuleCopy("recovery")
         let key = try TokenKey(
             uri: PKCS11URI(parsing: pki.keyURI(token: "Recovery-Test", object: "recovery")), modulePath: moduleCopy,
             moduleRestartInterval: 0)
