@@ -195,22 +195,37 @@ p11 --token-label PIN-Test --login --pin "$user_pin" --keypairgen --key-type rsa
 # can be put back identically (softhsm2-util --import).
 file_cert recovery intermediate phuchoi@dienbien.gov.vn "emailProtection" "digitalSignature, nonRepudiation" \
     "/C=VN/O=Sở Thông tin và Truyền thông tỉnh Điện Biên/CN=Khôi phục token"
-cat >"$dir/recreate-recovery-token.sh" <<SCRIPT
+cat >"$dir/recovery-token.sh" <<SCRIPT
 #!/usr/bin/env bash
-# Deletes (if present) and re-creates the Recovery-Test token with the same key and certificate.
-set -e
-export SOFTHSM2_CONF="$dir/softhsm2.conf"
-softhsm2-util --delete-token --token Recovery-Test >/dev/null 2>&1 || true
+# Pulls the Recovery-Test token out (pull) or puts a new one with the same key and certificate
+# in (insert, after pulling any present), as a USB token is pulled and put back. The token's
+# directory leaves and enters the token directory with one rename each, built in a staging
+# directory beside it, so that a module reading the token directory meanwhile (other tests run
+# at the same time) sees the token whole or not at all.
+set -euo pipefail
+staging=\$(mktemp -d "$dir/staging.XXXXXX")
+trap 'rm -rf "\$staging"' EXIT
+if [ -s "$dir/recovery-token-dir" ] && [ -d "$dir/tokens/\$(cat "$dir/recovery-token-dir")" ]; then
+    mv "$dir/tokens/\$(cat "$dir/recovery-token-dir")" "\$staging/pulled"
+fi
+rm -f "$dir/recovery-token-dir"
+[ "\${1:-insert}" = pull ] && exit 0
+mkdir "\$staging/tokens"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "\$staging/tokens" >"\$staging/softhsm2.conf"
+export SOFTHSM2_CONF="\$staging/softhsm2.conf"
 softhsm2-util --init-token --free --label Recovery-Test --so-pin $so_pin --pin $user_pin >/dev/null
 softhsm2-util --import "$dir/certs/recovery.key" --token Recovery-Test --label recovery --id 01 --pin $user_pin >/dev/null
 openssl x509 -in "$dir/certs/recovery.pem" -outform DER -out "$dir/certs/recovery.der"
 pkcs11-tool --module "$module" --token-label Recovery-Test --login --pin $user_pin \\
     --write-object "$dir/certs/recovery.der" --type cert --id 01 --label recovery >/dev/null
+name=\$(ls "\$staging/tokens")
+mv "\$staging/tokens/\$name" "$dir/tokens/\$name"
+printf '%s\n' "\$name" >"$dir/recovery-token-dir"
 printf '%s' $user_pin >"$dir/pins/Recovery-Test"
 chmod 0600 "$dir/pins/Recovery-Test"
 SCRIPT
-chmod +x "$dir/recreate-recovery-token.sh"
-"$dir/recreate-recovery-token.sh"
+chmod +x "$dir/recovery-token.sh"
+"$dir/recovery-token.sh" insert
 
 openssl ca -config "$dir/ca/intermediate.cnf" -revoke "$dir/certs/revoked.pem" -crl_reason keyCompromise 2>/dev/null
 openssl ca -config "$dir/ca/intermediate.cnf" -gencrl -out "$dir/ca/intermediate.crl.pem" 2>/dev/null

@@ -148,9 +148,7 @@ def test_signed_mail_from_outside_arrives_with_smime_pass(setup, pki, tmp_path):
 def test_mail_while_the_token_is_gone_is_deferred_then_delivered_signed(setup, pki, tmp_path):
     postfix, sink, daemon, _ = setup
     clear(postfix, sink)
-    env = dict(os.environ, SOFTHSM2_CONF=f"{pki}/softhsm2.conf")
-    subprocess.run(["softhsm2-util", "--delete-token", "--token", "Recovery-Test"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(["bash", f"{pki}/recovery-token.sh", "pull"], check=True)
     message = SUBMITTED.replace(b"ketoan@stttt.dienbien.gov.vn", b"vanthu@recovery.dienbien.gov.vn")
     postfix.sendmail(message, "vanthu@recovery.dienbien.gov.vn", "ubnd@muonglay.dienbien.gov.vn")
     deadline = time.time() + 30
@@ -161,7 +159,7 @@ def test_mail_while_the_token_is_gone_is_deferred_then_delivered_signed(setup, p
     assert sink.messages() == [], "nothing leaves unsigned"
     assert len(postfix.queue_ids()) == 1 or list((postfix.queue / "maildrop").iterdir()), "the message is still queued"
 
-    subprocess.run(["bash", f"{pki}/recreate-recovery-token.sh"], check=True)
+    subprocess.run(["bash", f"{pki}/recovery-token.sh", "insert"], check=True)
     time.sleep(5.5)  # the module is restarted at most every 5 seconds while a token is missing
     postfix.kick()
     [delivered] = wait_for_messages(postfix, sink, 1, timeout=90)

@@ -206,8 +206,8 @@ import Testing
         #expect(try other.sign(data) != before)
     }
 
-    /// The token is really deleted and re-created on disk by softhsm2-util, as a USB token is
-    /// pulled and put back.
+    /// The token really leaves the module's token directory and a new one with the same key comes
+    /// back (made by softhsm2-util), as a USB token is pulled and put back.
     @Test func signingRecoversAfterTheTokenDisappearsAndComesBack() throws {
         let moduleCopy = try privateModuleCopy("recovery")
         let key = try TokenKey(
@@ -216,7 +216,7 @@ import Testing
         let before = try key.sign(data)
 
         // Gone: one recovery attempt, then a clear "token unavailable".
-        let deleted = try TestPKI.run(["softhsm2-util", "--delete-token", "--token", "Recovery-Test"])
+        let deleted = try TestPKI.run(["bash", pki.path("recovery-token.sh"), "pull"])
         #expect(deleted.status == 0, "\(deleted.output)")
         #expect {
             try key.sign(data)
@@ -225,13 +225,13 @@ import Testing
         }
 
         // Back, with the same key: found again, logged in again, signing as before.
-        let recreated = try TestPKI.run(["bash", pki.path("recreate-recovery-token.sh")])
+        let recreated = try TestPKI.run(["bash", pki.path("recovery-token.sh"), "insert"])
         #expect(recreated.status == 0, "\(recreated.output)")
         let after = try key.sign(data)
         #expect(after == before)
 
         // Broken under a live session (a session handle the module no longer knows): retried once.
-        let again = try TestPKI.run(["bash", pki.path("recreate-recovery-token.sh")])
+        let again = try TestPKI.run(["bash", pki.path("recovery-token.sh"), "insert"])
         #expect(again.status == 0)
         #expect(try key.sign(data) == before)
     }
