@@ -1,7 +1,8 @@
 /// What the milter does with a message, in order: header edits, a new body, then one reply.
 public enum MilterAction: Sendable, Equatable {
     case header(HeaderEdit)
-    case replaceBody([UInt8])
+    /// The new body, in pieces to be sent in order (the signed entity is one of them, not copied).
+    case replaceBody([[UInt8]])
     case reply(Reply)
 
     /// The reply that ends a message: the disposition and, for tempfail and reject, the SMTP

@@ -8,7 +8,8 @@ public import Token
 public enum Signing {
     public struct Result: Sendable {
         public let headerEdits: [HeaderEdit]
-        public let body: [UInt8]
+        /// The new body, in pieces (see `MultipartSigned.pieces`).
+        public let body: [[UInt8]]
     }
 
     public static func sign(
@@ -23,7 +24,7 @@ public enum Signing {
             edits.append(.add(name: "MIME-Version", value: "1.0"))
         }
         edits.append(.add(name: "Content-Type", value: signed.contentType))
-        return Result(headerEdits: edits, body: signed.body)
+        return Result(headerEdits: edits, body: signed.pieces)
     }
 
     /// Signs a message file: the same work, with the edits applied and the message written out
@@ -39,6 +40,8 @@ public enum Signing {
         for field in HeaderEdit.apply(result.headerEdits, to: message.root.headers) {
             out += field.canonicalBytes
         }
-        return out + [0x0D, 0x0A] + result.body
+        out += [0x0D, 0x0A]
+        for piece in result.body { out += piece }
+        return out
     }
 }

@@ -11,41 +11,50 @@ public enum Base64 {
     /// `finalLineBreak` is set (as a MIME body wants).
     public static func encode<C: Collection>(_ bytes: C, lineLength: Int = 76, finalLineBreak: Bool = true) -> [UInt8]
     where C.Element == UInt8 {
-        let input = Array(bytes)
         var out: [UInt8] = []
-        out.reserveCapacity(input.count * 4 / 3 + input.count / 38 + 8)
-        var column = 0
-        var index = 0
-        func put(_ byte: UInt8) {
-            if lineLength > 0 && column == lineLength {
-                out.append(Bytes.cr)
-                out.append(Bytes.lf)
-                column = 0
+        encode(ArraySlice(bytes), lineLength: lineLength, finalLineBreak: finalLineBreak, into: &out)
+        return out
+    }
+
+    /// `encode(_:lineLength:finalLineBreak:)` appending to `out`.
+    public static func encode(
+        _ bytes: ArraySlice<UInt8>, lineLength: Int = 76, finalLineBreak: Bool = true, into out: inout [UInt8]
+    ) {
+        out.reserveCapacity(out.count + bytes.count * 4 / 3 + bytes.count / 38 + 8)
+        let start = out.count
+        bytes.withUnsafeBufferPointer { input in
+            var column = 0
+            var index = 0
+            func put(_ byte: UInt8) {
+                if lineLength > 0 && column == lineLength {
+                    out.append(Bytes.cr)
+                    out.append(Bytes.lf)
+                    column = 0
+                }
+                out.append(byte)
+                column += 1
             }
-            out.append(byte)
-            column += 1
+            while index + 3 <= input.count {
+                let value = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
+                put(alphabet[Int(value >> 18 & 63)])
+                put(alphabet[Int(value >> 12 & 63)])
+                put(alphabet[Int(value >> 6 & 63)])
+                put(alphabet[Int(value & 63)])
+                index += 3
+            }
+            let rest = input.count - index
+            if rest > 0 {
+                let value = UInt32(input[index]) << 16 | (rest == 2 ? UInt32(input[index + 1]) << 8 : 0)
+                put(alphabet[Int(value >> 18 & 63)])
+                put(alphabet[Int(value >> 12 & 63)])
+                put(rest == 2 ? alphabet[Int(value >> 6 & 63)] : 0x3D)
+                put(0x3D)
+            }
         }
-        while index + 3 <= input.count {
-            let value = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
-            put(alphabet[Int(value >> 18 & 63)])
-            put(alphabet[Int(value >> 12 & 63)])
-            put(alphabet[Int(value >> 6 & 63)])
-            put(alphabet[Int(value & 63)])
-            index += 3
-        }
-        let rest = input.count - index
-        if rest > 0 {
-            let value = UInt32(input[index]) << 16 | (rest == 2 ? UInt32(input[index + 1]) << 8 : 0)
-            put(alphabet[Int(value >> 18 & 63)])
-            put(alphabet[Int(value >> 12 & 63)])
-            put(rest == 2 ? alphabet[Int(value >> 6 & 63)] : 0x3D)
-            put(0x3D)
-        }
-        if finalLineBreak && !out.isEmpty {
+        if finalLineBreak && out.count > start {
             out.append(Bytes.cr)
             out.append(Bytes.lf)
         }
-        return out
     }
 
     /// Decodes, skipping line breaks, white space and any character outside the alphabet

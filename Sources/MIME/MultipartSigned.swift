@@ -2,9 +2,14 @@
 public struct MultipartSigned: Sendable {
     /// The new top-level `Content-Type` value.
     public let contentType: String
-    /// The new body.
-    public let body: [UInt8]
+    /// The new body in three pieces, to be written in order: the preamble and first delimiter,
+    /// the inner entity exactly as signed (shared with the caller's array, not copied), and the
+    /// signature part with the close delimiter.
+    public let pieces: [[UInt8]]
     public let boundary: String
+
+    /// The new body in one piece.
+    public var body: [UInt8] { Array(pieces.joined()) }
 
     /// Builds the body: the inner entity exactly as signed, then the signature part
     /// (`application/pkcs7-signature`, base64), then the close delimiter and nothing after it.
@@ -18,19 +23,18 @@ public struct MultipartSigned: Sendable {
         self.boundary = boundary
         contentType =
             "multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=\(micalg); boundary=\"\(boundary)\""
-        var body: [UInt8] = []
-        body.reserveCapacity(inner.count + signatureDER.count * 4 / 3 + 512)
-        body += Array("This is a cryptographically signed message in MIME format.\r\n\r\n--\(boundary)\r\n".utf8)
-        body += inner
-        body += Array(
+        var signature = Array(
             ("\r\n--\(boundary)\r\n"
                 + "Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n"
                 + "Content-Transfer-Encoding: base64\r\n"
                 + "Content-Disposition: attachment; filename=\"smime.p7s\"\r\n"
                 + "Content-Description: S/MIME Cryptographic Signature\r\n\r\n").utf8)
-        body += Base64.encode(signatureDER)
-        body += Array("--\(boundary)--\r\n".utf8)
-        self.body = body
+        Base64.encode(signatureDER[...], into: &signature)
+        signature += Array("--\(boundary)--\r\n".utf8)
+        pieces = [
+            Array("This is a cryptographically signed message in MIME format.\r\n\r\n--\(boundary)\r\n".utf8),
+            inner, signature,
+        ]
     }
 
     static func newBoundary() -> String {

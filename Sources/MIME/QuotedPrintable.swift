@@ -4,67 +4,61 @@ public enum QuotedPrintable {
 
     /// Encodes text: line breaks (CRLF, LF or CR) become CRLF hard breaks; lines are at most 76
     /// characters with `=` soft breaks; `=`, non-ASCII octets, controls and trailing white space
-    /// are escaped; a line starting with `From ` or `.` is escaped too, so that neither mbox
-    /// quoting nor SMTP dot-stuffing can alter it in transit (RFC 3676 section 4.4 reasoning).
-    /// With `binary`, CR and LF are data and escaped as well.
+    /// are escaped; an encoded line starting with `From ` or `.` (after a hard or a soft break)
+    /// starts with an escape instead, so that neither mbox quoting nor SMTP dot-stuffing can alter
+    /// it in transit (RFC 3676 section 4.4 reasoning). With `binary`, CR and LF are data and
+    /// escaped as well.
     public static func encode(_ bytes: [UInt8], binary: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(bytes.count + bytes.count / 8 + 8)
-        var line: [UInt8] = []
-        line.reserveCapacity(80)
-
-        func escaped(_ byte: UInt8) -> [UInt8] {
-            [0x3D, hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 15)]]
-        }
-        func emit(_ piece: [UInt8]) {
-            if line.count + piece.count > 75 {
-                out += line
-                out += [0x3D, Bytes.cr, Bytes.lf]
-                line.removeAll(keepingCapacity: true)
-            }
-            line += piece
-        }
-        func endLine() {
-            out += line
-            out += Bytes.crlf
-            line.removeAll(keepingCapacity: true)
-        }
-
-        var index = 0
-        var atLineStart = true
-        while index < bytes.count {
-            let byte = bytes[index]
-            if !binary && (byte == Bytes.cr || byte == Bytes.lf) {
-                if byte == Bytes.cr && index + 1 < bytes.count && bytes[index + 1] == Bytes.lf { index += 1 }
-                endLine()
-                atLineStart = true
-                index += 1
-                continue
-            }
-            let nextIsBreak =
-                index + 1 == bytes.count
-                || (!binary && (bytes[index + 1] == Bytes.cr || bytes[index + 1] == Bytes.lf))
-            var piece: [UInt8]
-            if byte == 0x3D || byte >= 0x7F || (byte < 0x20 && byte != Bytes.tab) || (binary && byte < 0x20) {
-                piece = escaped(byte)
-            } else if Bytes.isWhitespace(byte) && nextIsBreak {
-                piece = escaped(byte)
-            } else if atLineStart && line.isEmpty && (byte == 0x2E || (byte == 0x46 && startsWithFromSpace(bytes, index)))
-            {
-                piece = escaped(byte)
-            } else {
-                piece = [byte]
-            }
-            emit(piece)
-            atLineStart = false
-            index += 1
-        }
-        if !line.isEmpty { out += line }
+        encode(bytes[...], binary: binary, into: &out)
         return out
     }
 
-    private static func startsWithFromSpace(_ bytes: [UInt8], _ index: Int) -> Bool {
-        index + 5 <= bytes.count && bytes[index..<index + 5].elementsEqual("From ".utf8)
+    /// `encode(_:binary:)` appending to `out`, so that a large body is written once, where it ends up.
+    public static func encode(_ bytes: ArraySlice<UInt8>, binary: Bool = false, into out: inout [UInt8]) {
+        out.reserveCapacity(out.count + bytes.count + bytes.count / 8 + 8)
+        bytes.withUnsafeBufferPointer { input in
+            let count = input.count
+            var column = 0
+            var index = 0
+            // At `index`, which holds an `F`.
+            func startsWithFromSpace() -> Bool {
+                index + 5 <= count && input[index + 1] == 0x72 && input[index + 2] == 0x6F && input[index + 3] == 0x6D
+                    && input[index + 4] == Bytes.space
+            }
+            while index < count {
+                let byte = input[index]
+                if !binary && (byte == Bytes.cr || byte == Bytes.lf) {
+                    if byte == Bytes.cr && index + 1 < count && input[index + 1] == Bytes.lf { index += 1 }
+                    out.append(Bytes.cr)
+                    out.append(Bytes.lf)
+                    column = 0
+                    index += 1
+                    continue
+                }
+                let nextIsBreak = index + 1 == count || (!binary && (input[index + 1] == Bytes.cr || input[index + 1] == Bytes.lf))
+                var escape =
+                    byte == 0x3D || byte >= 0x7F || (byte < 0x20 && byte != Bytes.tab) || (binary && byte < 0x20)
+                    || (Bytes.isWhitespace(byte) && nextIsBreak)
+                if column + (escape ? 3 : 1) > 75 {
+                    out.append(0x3D)
+                    out.append(Bytes.cr)
+                    out.append(Bytes.lf)
+                    column = 0
+                }
+                if column == 0 && (byte == 0x2E || (byte == 0x46 && startsWithFromSpace())) { escape = true }
+                if escape {
+                    out.append(0x3D)
+                    out.append(hexDigits[Int(byte >> 4)])
+                    out.append(hexDigits[Int(byte & 15)])
+                    column += 3
+                } else {
+                    out.append(byte)
+                    column += 1
+                }
+                index += 1
+            }
+        }
     }
 
     /// Decodes: `=XX` escapes (either case), soft line breaks, and white space at the end of

@@ -36,7 +36,9 @@ public struct SigningPreparation: Sendable {
         needsMIMEVersion = !headers.contains(where: { $0.hasName("MIME-Version") })
         let message = try Message(bytes: innerHeader + Bytes.crlf + body, limits: limits)
         var out: [UInt8] = []
-        out.reserveCapacity(message.bytes.count + message.bytes.count / 3)
+        // Room for the worst case (quoted-printable triples 8-bit text, plus soft breaks), so that a large body is
+        // never copied to a bigger buffer half way; pages that are not written cost no memory.
+        out.reserveCapacity(message.bytes.count * 13 / 4 + 4096)
         SevenBit(message: message).write(message.root, into: &out)
         inner = out
     }
@@ -86,16 +88,17 @@ struct SevenBit {
             out += scan.hasBareLF ? Bytes.canonicalCRLF(body) : Array(body)
             return
         }
-        let content = message.decodedBody(of: entity)
+        // 8bit and binary bodies are encoded straight from the message's bytes, without a copy.
+        let content = encoded ? message.decodedBody(of: entity)[...] : body
         if isText {
             writeHeaders(entity, transferEncoding: "quoted-printable", into: &out)
             out += Bytes.crlf
-            out += QuotedPrintable.encode(content)
+            QuotedPrintable.encode(content, into: &out)
             // The body's final line break, if it had one, was encoded as a hard break already.
         } else {
             writeHeaders(entity, transferEncoding: "base64", into: &out)
             out += Bytes.crlf
-            out += Base64.encode(content)
+            Base64.encode(content, into: &out)
         }
     }
 

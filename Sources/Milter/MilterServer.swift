@@ -24,8 +24,8 @@ public enum MilterServer {
     }
 
     static let state = Mutex(State())
-    /// Messages whose body went to a spool file are processed one at a time, so that a burst of
-    /// large messages costs the memory of one.
+    /// Messages whose body went to a spool file are decided and answered one at a time, so that a
+    /// burst of large messages costs the memory of one.
     static let largeMessage = Mutex(())
     /// The private directory for spooled bodies; set once before libmilter starts.
     nonisolated(unsafe) static var spoolDirectory = "/tmp"
@@ -359,14 +359,20 @@ public enum MilterServer {
         let started = connection.started ?? .now
 
         let decision: Decision
+        let status: sfsistat
         if let failure = connection.failure {
             decision = connection.gateway.internalError(failure)
+            status = apply(decision, to: ctx, connection: connection, logger: logger)
         } else if connection.body.isSpooled {
-            decision = largeMessage.withLock { _ in decide(connection) }
+            // Until its new body is sent, a large message holds it in memory: both under the lock.
+            (decision, status) = largeMessage.withLock { _ in
+                let decision = decide(connection)
+                return (decision, apply(decision, to: ctx, connection: connection, logger: logger))
+            }
         } else {
             decision = decide(connection)
+            status = apply(decision, to: ctx, connection: connection, logger: logger)
         }
-        let status = apply(decision, to: ctx, connection: connection, logger: logger)
         let milliseconds = (ContinuousClock.now - started).components
         let elapsed = milliseconds.seconds * 1000 + milliseconds.attoseconds / 1_000_000_000_000_000
         let line = "\(connection.envelope.queueID ?? "NOQUEUE"): \(decision.summary) (\(elapsed) ms)"
@@ -427,17 +433,21 @@ public enum MilterServer {
                     result = withC(name, folded(name, value, leadingSpace)) { smfi_addheader(ctx, $0, $1) }
                 }
                 if result != MI_SUCCESS { failed = "the MTA refused a header change (\(edit))" }
-            case .replaceBody(let body):
-                var offset = 0
-                while offset < body.count && failed == nil {
-                    let length = min(65535, body.count - offset)
-                    let result = body.withUnsafeBufferPointer {
-                        smfi_replacebody(ctx, UnsafeMutablePointer(mutating: $0.baseAddress! + offset), Int32(length))
+            case .replaceBody(let pieces):
+                for piece in pieces {
+                    var offset = 0
+                    while offset < piece.count && failed == nil {
+                        let length = min(65535, piece.count - offset)
+                        let result = piece.withUnsafeBufferPointer {
+                            smfi_replacebody(ctx, UnsafeMutablePointer(mutating: $0.baseAddress! + offset), Int32(length))
+                        }
+                        if result != MI_SUCCESS { failed = "the MTA refused the new body" }
+                        offset += length
                     }
-                    if result != MI_SUCCESS { failed = "the MTA refused the new body" }
-                    offset += length
                 }
-                if body.isEmpty, smfi_replacebody(ctx, nil, 0) != MI_SUCCESS { failed = "the MTA refused the new body" }
+                if pieces.allSatisfy(\.isEmpty), smfi_replacebody(ctx, nil, 0) != MI_SUCCESS {
+                    failed = "the MTA refused the new body"
+                }
             case .reply:
                 break
             }

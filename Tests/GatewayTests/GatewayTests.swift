@@ -104,7 +104,7 @@ import Testing
         var newBody: [UInt8] = []
         var edits: [HeaderEdit] = []
         for action in decision.actions {
-            if case .replaceBody(let bytes) = action { newBody = bytes }
+            if case .replaceBody(let pieces) = action { newBody = Array(pieces.joined()) }
             if case .header(let edit) = action { edits.append(edit) }
         }
         let signed = HeaderEdit.apply(edits, to: headers).flatMap(\.canonicalBytes) + [13, 10] + newBody

@@ -47,6 +47,14 @@ import Testing
         }
     }
 
+    @Test func quotedPrintableEscapesFromAndDotAfterASoftBreakToo() {
+        let text = Array((String(repeating: "a", count: 75) + "From here\r\n" + String(repeating: "b", count: 75) + ".end").utf8)
+        let encoded = QuotedPrintable.encode(text)
+        #expect(String(decoding: encoded, as: UTF8.self).contains("=\r\n=46rom here\r\n"))
+        #expect(String(decoding: encoded, as: UTF8.self).hasSuffix("=\r\n=2Eend"))
+        #expect(QuotedPrintable.decode(encoded) == text)
+    }
+
     @Test func quotedPrintableDecodingFollowsRFC2045() {
         // An escape, a soft break, transport white space, a lower-case escape, a malformed one.
         let decoded = QuotedPrintable.decode(Array("a=3Db=\r\nc  \r\nd=e9=zz".utf8))
