@@ -6,7 +6,8 @@ and repeated; the median of the rounds is reported, with what smtp-sink received
     scripts/bench-postfix.py BINARY DEMO_DIR [JSON_OUT]
 Then the signing daemon's peak resident memory after one message of 1, 10 and 30 MB, and while
 4 sessions each send a 30 MB message.
-Environment: BENCH_ROUNDS (3), BENCH_MESSAGES (300 at 4 KB; a tenth of it at 1 MB), BENCH_SESSIONS (10)."""
+Environment: BENCH_ROUNDS (3), BENCH_MESSAGES (300 at 4 KB; a tenth of it at 1 MB), BENCH_SESSIONS (10),
+BENCH_PARTS ("throughput memory": either or both)."""
 
 import json
 import os
@@ -27,6 +28,7 @@ json_out = Path(sys.argv[3]) if len(sys.argv) > 3 else None
 rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
 count_small = int(os.environ.get("BENCH_MESSAGES", "300"))
 sessions = int(os.environ.get("BENCH_SESSIONS", "10"))
+parts = os.environ.get("BENCH_PARTS", "throughput memory").split()
 os.environ["SOFTHSM2_CONF"] = str(demo / "softhsm2.conf")
 
 base = Path(tempfile.mkdtemp(prefix="smime-milter-bench-"))
@@ -185,14 +187,15 @@ def run(name, label):
 
 results = {}
 try:
-    for label in ["4KB", "1MB"]:
+    for label in ["4KB", "1MB"] if "throughput" in parts else []:
         for round_number in range(rounds):
             order = variants if round_number % 2 == 0 else list(reversed(variants))
             for name, *_ in order:
                 results.setdefault(label, {}).setdefault(name, []).append(run(name, label))
     summary = {}
-    print(f"Through Postfix: {sessions} sessions, median of {rounds} interleaved rounds; "
-          "rate counts what reached smtp-sink (Postfix status=sent)")
+    if results:
+        print(f"Through Postfix: {sessions} sessions, median of {rounds} interleaved rounds; "
+              "rate counts what reached smtp-sink (Postfix status=sent)")
     for label, by_variant in results.items():
         print(f"\n{label}:")
         print(f"{'variant':30} {'msgs/s':>8} {'x none':>7} {'x DKIM':>7} {'milter CPU ms/msg':>18} {'received':>9}")
@@ -208,27 +211,28 @@ try:
                                                   "ratio_to_opendkim": ratio_dkim, "milter_cpu_ms": cpu,
                                                   "received": received, "sent": sent, "rounds": runs}
 
-    # Memory: the peak resident set (VmHWM) of the signing daemon, reset before each step
-    # (clear_refs 5), for 8-bit text that quoted-printable makes about 1.7 times longer.
-    pid = milters["sign"].pid
-    instance = instances["smime-milter sign (unix)"]
-    idle = memory_kb(pid, "VmRSS")
-    steps = [(1, 1), (10, 1), (30, 1), (30, 4)]
-    print(f"\nMemory of the signing daemon (resident before: {idle / 1024:.0f} MB):")
-    print(f"{'messages':>14} {'peak MB':>8} {'peak - before':>14} {'received':>9}")
-    memory = {"idle_mb": idle / 1024, "steps": []}
-    for megabytes, parallel in steps:
-        path = base / f"plain-{megabytes}MB.eml"
-        if not path.exists():
-            path.write_bytes(message(megabytes * 1024 * 1024, "ketoan@stttt.dienbien.gov.vn"))
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-        received = send(instance, path, parallel, parallel)
-        peak = memory_kb(pid, "VmHWM")
-        label = f"{parallel} x {megabytes} MB"
-        print(f"{label:>14} {peak / 1024:8.0f} {(peak - idle) / 1024:14.0f} {received:>4}/{parallel}")
-        memory["steps"].append({"messages": parallel, "megabytes": megabytes, "peak_mb": peak / 1024,
-                                "received": received})
-    summary["memory"] = memory
+    if "memory" in parts:
+        # Memory: the peak resident set (VmHWM) of the signing daemon, reset before each step
+        # (clear_refs 5), for 8-bit text that quoted-printable makes about 1.7 times longer.
+        pid = milters["sign"].pid
+        instance = instances["smime-milter sign (unix)"]
+        idle = memory_kb(pid, "VmRSS")
+        steps = [(1, 1), (10, 1), (30, 1), (30, 4)]
+        print(f"\nMemory of the signing daemon (resident before: {idle / 1024:.0f} MB):")
+        print(f"{'messages':>14} {'peak MB':>8} {'peak - before':>14} {'received':>9}")
+        memory = {"idle_mb": idle / 1024, "steps": []}
+        for megabytes, parallel in steps:
+            path = base / f"plain-{megabytes}MB.eml"
+            if not path.exists():
+                path.write_bytes(message(megabytes * 1024 * 1024, "ketoan@stttt.dienbien.gov.vn"))
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+            received = send(instance, path, parallel, parallel)
+            peak = memory_kb(pid, "VmHWM")
+            label = f"{parallel} x {megabytes} MB"
+            print(f"{label:>14} {peak / 1024:8.0f} {(peak - idle) / 1024:14.0f} {received:>4}/{parallel}")
+            memory["steps"].append({"messages": parallel, "megabytes": megabytes, "peak_mb": peak / 1024,
+                                    "received": received})
+        summary["memory"] = memory
     if json_out:
         json_out.write_text(json.dumps(summary, indent=2))
 finally:

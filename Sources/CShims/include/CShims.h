@@ -5,4 +5,8 @@
 /// signal thread alone receives SIGHUP, SIGTERM and SIGINT.
 void smime_milter_take_signals(void);
 
+/// Allocations of `bytes` or more get pages of their own from the system (mmap), returned when
+/// freed; glibc's default threshold rises up to 32 MB as large blocks are freed (see memory.c).
+void smime_milter_set_mmap_threshold(int bytes);
+
 #endif
