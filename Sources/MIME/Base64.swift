@@ -20,35 +20,45 @@ public enum Base64 {
     public static func encode(
         _ bytes: ArraySlice<UInt8>, lineLength: Int = 76, finalLineBreak: Bool = true, into out: inout [UInt8]
     ) {
+        let lineLength = lineLength > 0 ? lineLength : Int.max
         out.reserveCapacity(out.count + bytes.count * 4 / 3 + bytes.count / 38 + 8)
         let start = out.count
         bytes.withUnsafeBufferPointer { input in
-            var column = 0
-            var index = 0
-            func put(_ byte: UInt8) {
-                if lineLength > 0 && column == lineLength {
-                    out.append(Bytes.cr)
-                    out.append(Bytes.lf)
-                    column = 0
+            // Written through a pointer into a scratch buffer, appended in 64 KB pieces.
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1 << 16) { buffer in
+                alphabet.withUnsafeBufferPointer { alphabet in
+                    var used = 0
+                    var column = 0
+                    func put(_ byte: UInt8) {
+                        if column == lineLength {
+                            buffer[used] = Bytes.cr
+                            buffer[used + 1] = Bytes.lf
+                            used += 2
+                            column = 0
+                        }
+                        buffer[used] = byte
+                        used += 1
+                        column += 1
+                    }
+                    var index = 0
+                    while index < input.count {
+                        // At most 12 octets per group: 4 characters, each possibly after a line break.
+                        if used > buffer.count - 16 {
+                            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<used]))
+                            used = 0
+                        }
+                        let rest = input.count - index
+                        let value =
+                            UInt32(input[index]) << 16 | (rest > 1 ? UInt32(input[index + 1]) << 8 : 0)
+                            | (rest > 2 ? UInt32(input[index + 2]) : 0)
+                        put(alphabet[Int(value >> 18 & 63)])
+                        put(alphabet[Int(value >> 12 & 63)])
+                        put(rest > 1 ? alphabet[Int(value >> 6 & 63)] : 0x3D)
+                        put(rest > 2 ? alphabet[Int(value & 63)] : 0x3D)
+                        index += 3
+                    }
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<used]))
                 }
-                out.append(byte)
-                column += 1
-            }
-            while index + 3 <= input.count {
-                let value = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
-                put(alphabet[Int(value >> 18 & 63)])
-                put(alphabet[Int(value >> 12 & 63)])
-                put(alphabet[Int(value >> 6 & 63)])
-                put(alphabet[Int(value & 63)])
-                index += 3
-            }
-            let rest = input.count - index
-            if rest > 0 {
-                let value = UInt32(input[index]) << 16 | (rest == 2 ? UInt32(input[index + 1]) << 8 : 0)
-                put(alphabet[Int(value >> 18 & 63)])
-                put(alphabet[Int(value >> 12 & 63)])
-                put(rest == 2 ? alphabet[Int(value >> 6 & 63)] : 0x3D)
-                put(0x3D)
             }
         }
         if finalLineBreak && out.count > start {

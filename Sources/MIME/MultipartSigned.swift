@@ -1,3 +1,5 @@
+import Glibc
+
 /// The RFC 8551 section 3.5.3 `multipart/signed` body around a signed inner entity.
 public struct MultipartSigned: Sendable {
     /// The new top-level `Content-Type` value.
@@ -45,12 +47,18 @@ public struct MultipartSigned: Sendable {
 
     static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
         guard let first = needle.first, haystack.count >= needle.count else { return false }
-        var index = 0
-        let last = haystack.count - needle.count
-        while index <= last {
-            if haystack[index] == first && haystack[index..<index + needle.count].elementsEqual(needle) { return true }
-            index += 1
+        return haystack.withUnsafeBufferPointer { haystack in
+            needle.withUnsafeBufferPointer { needle in
+                let last = haystack.count - needle.count
+                var index = 0
+                while index <= last {
+                    if haystack[index] == first && memcmp(haystack.baseAddress! + index, needle.baseAddress!, needle.count) == 0 {
+                        return true
+                    }
+                    index += 1
+                }
+                return false
+            }
         }
-        return false
     }
 }
