@@ -201,7 +201,7 @@ try:
               "rate counts what reached smtp-sink (Postfix status=sent)")
     for label, by_variant in results.items():
         print(f"\n{label}:")
-        print(f"{'variant':30} {'msgs/s':>8} {'x none':>7} {'x DKIM':>7} {'milter CPU ms/msg':>18} {'received':>9}")
+        print(f"{'variant':34} {'msgs/s':>8} {'x none':>7} {'x DKIM':>7} {'milter CPU ms/msg':>18} {'received':>9}")
         medians = {name: statistics.median(r["rate"] for r in runs) for name, runs in by_variant.items()}
         for name, runs in by_variant.items():
             received = sum(r["received"] for r in runs)
@@ -209,7 +209,7 @@ try:
             cpu = statistics.median(r["cpu_ms"] for r in runs)
             ratio_none = medians[name] / medians["no milter"]
             ratio_dkim = medians[name] / medians["OpenDKIM sign (unix)"]
-            print(f"{name:30} {medians[name]:8.1f} {ratio_none:7.2f} {ratio_dkim:7.2f} {cpu:18.2f} {received:>4}/{sent}")
+            print(f"{name:34} {medians[name]:8.1f} {ratio_none:7.2f} {ratio_dkim:7.2f} {cpu:18.2f} {received:>4}/{sent}")
             summary.setdefault(label, {})[name] = {"median_rate": medians[name], "ratio_to_none": ratio_none,
                                                   "ratio_to_opendkim": ratio_dkim, "milter_cpu_ms": cpu,
                                                   "received": received, "sent": sent, "rounds": runs}

@@ -34,8 +34,11 @@ public struct HeaderField: Sendable, Equatable {
     /// The value with RFC 2047 encoded words decoded.
     public var decodedValue: String { EncodedWord.decode(value) }
 
+    /// Field names are US-ASCII (RFC 5322 section 2.2): an ASCII case fold compares them, without
+    /// Foundation's Unicode comparison (which cost more than parsing a small message).
     public func hasName(_ other: String) -> Bool {
-        name.caseInsensitiveCompare(other) == .orderedSame
+        func lower(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte + 0x20 : byte }
+        return name.utf8.count == other.utf8.count && zip(name.utf8, other.utf8).allSatisfy { lower($0) == lower($1) }
     }
 
     /// True for the fields that describe content (RFC 2045 section 9: every `Content-*`).
