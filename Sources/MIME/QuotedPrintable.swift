@@ -43,7 +43,8 @@ public enum QuotedPrintable {
                         continue
                     }
                     let nextIsBreak =
-                        index + 1 == count || (!binary && (input[index + 1] == Bytes.cr || input[index + 1] == Bytes.lf))
+                        index + 1 == count
+                        || (!binary && (input[index + 1] == Bytes.cr || input[index + 1] == Bytes.lf))
                     var escape =
                         byte == 0x3D || byte >= 0x7F || (byte < 0x20 && byte != Bytes.tab) || (binary && byte < 0x20)
                         || (Bytes.isWhitespace(byte) && nextIsBreak)

@@ -36,8 +36,9 @@ public struct SigningPreparation: Sendable {
         needsMIMEVersion = !headers.contains(where: { $0.hasName("MIME-Version") })
         let message = try Message(bytes: innerHeader + Bytes.crlf + body, limits: limits)
         var out: [UInt8] = []
-        // Room for the worst case (quoted-printable triples 8-bit text, plus soft breaks), so that a large body is
-        // never copied to a bigger buffer half way; pages that are not written cost no memory.
+        // Room for the worst case (quoted-printable triples 8-bit text, plus soft breaks), so that
+        // a large body is never copied to a bigger buffer half way; pages never written cost no
+        // memory.
         out.reserveCapacity(message.bytes.count * 13 / 4 + 4096)
         SevenBit(message: message).write(message.root, into: &out)
         inner = out
