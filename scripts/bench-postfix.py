@@ -13,7 +13,6 @@ BENCH_PARTS ("throughput memory": either or both)."""
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Tests" / "EndToEndTests"))
-from postfix_instance import PostfixInstance, SmtpSink, free_port  # noqa: E402
+from postfix_instance import PostfixInstance, SmtpSink, free_port, stop_process  # noqa: E402
 
 binary, demo = sys.argv[1], Path(sys.argv[2]).resolve()
 json_out = Path(sys.argv[3]) if len(sys.argv) > 3 else None
@@ -244,10 +243,5 @@ finally:
     for sink in sinks:
         sink.stop()
     for process in processes:
-        process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, timeout=30)
     shutil.rmtree(base, ignore_errors=True)

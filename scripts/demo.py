@@ -4,7 +4,6 @@ message through it, and what arrived at the other end.
     scripts/demo.py BINARY DEMO_DIR"""
 
 import os
-import signal
 import smtplib
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Tests" / "EndToEndTests"))
-from postfix_instance import PostfixInstance, SmtpSink  # noqa: E402
+from postfix_instance import PostfixInstance, SmtpSink, stop_process  # noqa: E402
 
 binary, demo = sys.argv[1], Path(sys.argv[2]).resolve()
 os.environ["SOFTHSM2_CONF"] = str(demo / "softhsm2.conf")
@@ -70,5 +69,4 @@ finally:
     if postfix:
         postfix.stop()
     sink.stop()
-    milter.send_signal(signal.SIGTERM)
-    milter.wait(timeout=30)
+    stop_process(milter, timeout=30)

@@ -3,7 +3,6 @@ MTA side of the milter protocol (the PyPI `miltertest` client) that applies what
 asks for, so that the result can be checked with openssl and gpgsm."""
 
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from miltertest import MilterConnection
 from miltertest import constants as c
+from postfix_instance import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("SMIME_MILTER", REPO / ".build" / "debug" / "smime-milter"))
@@ -62,13 +62,8 @@ class Daemon:
         return self.process.poll() is None
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process(self.process, timeout=30)
 
     def log_text(self):
         return self.log.read_text(errors="replace")

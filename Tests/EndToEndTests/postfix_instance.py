@@ -17,6 +17,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_process(process, timeout):
+    """Stops a process we started: SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def wait_for_port(port, timeout=20):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -61,13 +72,7 @@ class SmtpSink:
             path.unlink()
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=10)
 
 
 class PostfixInstance:
