@@ -363,21 +363,14 @@ public enum MilterServer {
         logger[metadataKey: "milter.queue_id"] = "\(connection.envelope.queueID ?? "NOQUEUE")"
         let started = connection.started ?? .now
 
-        let decision: Decision
-        let status: sfsistat
-        if let failure = connection.failure {
-            decision = connection.gateway.internalError(failure)
-            status = apply(decision, to: ctx, connection: connection, logger: logger)
-        } else if connection.body.isSpooled {
-            // Until its new body is sent, a large message holds it in memory: both under the lock.
-            (decision, status) = largeMessage.withLock { _ in
-                let decision = decide(connection)
-                return (decision, apply(decision, to: ctx, connection: connection, logger: logger))
-            }
-        } else {
-            decision = decide(connection)
-            status = apply(decision, to: ctx, connection: connection, logger: logger)
+        func decideAndApply() -> (Decision, sfsistat) {
+            let decision = connection.failure.map { connection.gateway.internalError($0) } ?? decide(connection)
+            return (decision, apply(decision, to: ctx, connection: connection, logger: logger))
         }
+        // Until its new body is sent, a large message holds it in memory: both under the lock.
+        let (decision, status) =
+            connection.body.isSpooled && connection.failure == nil
+            ? largeMessage.withLock { _ in decideAndApply() } : decideAndApply()
         let milliseconds = (ContinuousClock.now - started).components
         let elapsed = milliseconds.seconds * 1000 + milliseconds.attoseconds / 1_000_000_000_000_000
         let line = "\(connection.envelope.queueID ?? "NOQUEUE"): \(decision.summary) (\(elapsed) ms)"
