@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "MIME", swiftSettings: swiftSettings),
         .target(
             name: "Token",
-            dependencies: ["CP11Kit", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CP11Kit", "COpenSSL", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(
             name: "SMIME",

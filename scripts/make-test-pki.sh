@@ -227,6 +227,25 @@ SCRIPT
 chmod +x "$dir/recovery-token.sh"
 "$dir/recovery-token.sh" insert
 
+# MARK: tokens that behave like the province's USB tokens
+# The hwtoken module (Tests/HardwareToken/hwtoken.c) sits between the tests and SoftHSM and adds
+# latency, one signature at a time, a session cap, PIN locking, hangs and removal, per token, as
+# the files in hwtoken/control/LABEL/ say. Each test owns its token.
+hwtoken_source=$(cd "$(dirname "$0")/.." && pwd)/Tests/HardwareToken/hwtoken.c
+mkdir -p "$dir/hwtoken/control"
+cc=${CC:-cc}
+command -v "$cc" >/dev/null || cc=clang
+"$cc" -shared -fPIC -O2 -Wall -Wno-format-truncation -o "$dir/hwtoken/hwtoken.so" "$hwtoken_source" \
+    $(pkg-config --cflags p11-kit-1) -ldl -lpthread
+cp "$(readlink -f "$module")" "$dir/hwtoken/hwtoken.so.real"
+for token in HW-PIN HW-Flags HW-Vanish HW-Slow HW-Hang HW-Pull HW-Unit-B; do
+    init_token "$token"
+    lower=$(printf '%s' "$token" | tr 'A-Z' 'a-z')
+    token_key "$token" 01 seal EC:prime256v1 "seal@$lower.lab.dienbien.gov.vn" \
+        "/C=VN/ST=Điện Biên/O=Phòng thử nghiệm $token/CN=Con dấu $token"
+    mkdir -p "$dir/hwtoken/control/$token"
+done
+
 openssl ca -config "$dir/ca/intermediate.cnf" -revoke "$dir/certs/revoked.pem" -crl_reason keyCompromise 2>/dev/null
 openssl ca -config "$dir/ca/intermediate.cnf" -gencrl -out "$dir/ca/intermediate.crl.pem" 2>/dev/null
 openssl ca -config "$dir/ca/root.cnf" -gencrl -out "$dir/ca/root.crl.pem" 2>/dev/null
@@ -240,6 +259,7 @@ cp "$dir/ca/intermediate.pem" "$dir/ca/chain.pem"
 cat >"$dir/env" <<EOF
 SOFTHSM2_CONF=$dir/softhsm2.conf
 SOFTHSM2_MODULE=$module
+HWTOKEN_MODULE_PATH=$dir/hwtoken/hwtoken.so
 TEST_PIN=$user_pin
 EOF
 rm -rf "$work"

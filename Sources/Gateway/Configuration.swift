@@ -42,6 +42,7 @@ public struct Configuration: Sendable {
     public var authorizedSigners: String?
     public var pkcs11Module: String?
     public var sessionPoolSize = 2
+    public var signingTimeout = 30
     public var trustAnchors = ["/etc/smime-milter/trust"]
     public var intermediates: [String] = []
     public var crlDirectory: String?
@@ -111,6 +112,10 @@ public struct Configuration: Sendable {
             description: "PKCS#11 module for keys whose URI names none") { $0.pkcs11Module = $1 },
         Key(name: "SessionPoolSize", type: "integer", defaultValue: "2", required: false,
             description: "sessions per token signing at once") { $0.sessionPoolSize = try integer($1, in: 1...64) },
+        Key(name: "SigningTimeout", type: "seconds", defaultValue: "30", required: false,
+            description: "how long a message waits for its token; past it OnSignFailure, and a stuck token fails fast") {
+            $0.signingTimeout = try integer($1, in: 1...240)
+        },
         Key(name: "TrustAnchors", type: "list", defaultValue: "/etc/smime-milter/trust", required: false,
             description: "PEM files or directories of trusted roots") { $0.trustAnchors = try list($1) },
         Key(name: "Intermediates", type: "list", defaultValue: "(none)", required: false,
@@ -165,7 +170,7 @@ public struct Configuration: Sendable {
         Key(name: "Syslog", type: "boolean", defaultValue: "yes", required: false,
             description: "log to syslog (facility mail) rather than standard error") { $0.syslog = try boolean($1) },
         Key(name: "StateDirectory", type: "path", defaultValue: "/var/lib/smime-milter", required: false,
-            description: "where the statistics file is written every minute") { $0.stateDirectory = $1 },
+            description: "where statistics and refused-PIN records are kept") { $0.stateDirectory = $1 },
         Key(name: "SpoolThreshold", type: "size", defaultValue: "4M", required: false,
             description: "message bodies larger than this are kept in a file, not in memory") { $0.spoolThreshold = try size($1) },
         Key(name: "SpoolDirectory", type: "path", defaultValue: "/tmp", required: false,

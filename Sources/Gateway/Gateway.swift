@@ -100,6 +100,10 @@ public final class Gateway: Sendable {
     private let signers = Mutex<[Int: any Signer]>([:])
     /// Lines whose token was not found last time: the next attempt may restart the module.
     private let missing = Mutex<Set<Int>>([])
+    /// One lock per line, held while its signer is made: one login at a time per key.
+    private let making = Mutex<[Int: NSLock]>([:])
+    /// The threads each token key's calls run on (see `TokenWorkers`), by signing-table line.
+    private let workers = Mutex<[Int: TokenWorkers]>([:])
 
     public init(
         configuration: Configuration, signingTable: SigningTable?, authorizedSigners: AuthorizedSigners?,
@@ -206,7 +210,7 @@ public final class Gateway: Sendable {
 
         let label = Gateway.signerLabel(entry)
         do {
-            let signer = try signer(for: entry)
+            let signer = try boundedSigner(for: entry)
             let result = try Signing.sign(
                 headers: headers, body: body, signer: signer, digest: configuration.digestAlgorithm)
             return Decision(
@@ -228,9 +232,37 @@ public final class Gateway: Sendable {
         }
     }
 
+    /// The entry's signer for one message. A token key is made and used on its own threads, and
+    /// the message waits for both together at most `SigningTimeout` (see `TokenWorkers`): a slow
+    /// or hung token holds up neither Postfix nor another unit's mail.
+    func boundedSigner(for entry: SigningTable.Entry) throws -> any Signer {
+        guard entry.key.lowercased().hasPrefix("pkcs11:") else { return try signer(for: entry) }
+        let workers = self.workers.withLock { all in
+            if let existing = all[entry.line] { return existing }
+            let made = TokenWorkers(
+                name: Gateway.signerLabel(entry), threads: configuration.sessionPoolSize,
+                stuckAfter: TimeInterval(configuration.signingTimeout), logger: logger)
+            all[entry.line] = made
+            return made
+        }
+        let deadline = Date(timeIntervalSinceNow: TimeInterval(configuration.signingTimeout))
+        let signer = try workers.run(until: deadline) { try self.signer(for: entry) }
+        return DeadlineSigner(base: signer, workers: workers, deadline: deadline)
+    }
+
     func signer(for entry: SigningTable.Entry) throws -> any Signer {
         if let signer = signers.withLock({ $0[entry.line] }) { return signer }
-        // Made outside the lock: logging in to a slow token must not hold up other units.
+        // One maker per line (a second login with the same PIN adds nothing), outside the
+        // cache's lock: logging in to a slow token must not hold up other units.
+        let lock = making.withLock { locks in
+            if let existing = locks[entry.line] { return existing }
+            let made = NSLock()
+            locks[entry.line] = made
+            return made
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        if let signer = signers.withLock({ $0[entry.line] }) { return signer }
         let signer: any Signer
         do {
             signer = try makeSigner(entry, missing.withLock { $0.contains(entry.line) })
@@ -243,6 +275,21 @@ public final class Gateway: Sendable {
             if let existing = cache[entry.line] { return existing }
             cache[entry.line] = signer
             return signer
+        }
+    }
+
+    /// A signer whose token calls run on the key's threads and end at the message's deadline.
+    struct DeadlineSigner: Signer {
+        let base: any Signer
+        let workers: TokenWorkers
+        let deadline: Date
+
+        var certificate: [UInt8] { base.certificate }
+        var chain: [[UInt8]] { base.chain }
+        var scheme: SignatureScheme { base.scheme }
+
+        func sign(_ data: [UInt8], digest: DigestAlgorithm) throws -> [UInt8] {
+            try workers.run(until: deadline) { try base.sign(data, digest: digest) }
         }
     }
 

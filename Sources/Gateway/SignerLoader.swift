@@ -11,6 +11,7 @@ public enum SignerLoader {
         try signer(
             key: entry.key, certificate: entry.certificate, chain: entry.chain, modulePath: configuration.pkcs11Module,
             poolSize: configuration.sessionPoolSize, lookingAgain: lookingAgain,
+            pinGuard: pinGuard(configuration),
             certificateOption: "cert=FILE on line \(entry.line) of the signing table")
     }
 
@@ -18,11 +19,13 @@ public enum SignerLoader {
     /// names where a certificate file is given, for the hints.
     public static func signer(
         key: String, certificate: String?, chain: String?, modulePath: String?, poolSize: Int = 2,
-        scheme: SignatureScheme? = nil, lookingAgain: Bool = false, certificateOption: String
+        scheme: SignatureScheme? = nil, lookingAgain: Bool = false, pinGuard: PINGuard = .at(nil),
+        certificateOption: String
     ) throws -> any Signer {
         if key.lowercased().hasPrefix("pkcs11:") {
             let tokenKey = try TokenKey(
-                uri: PKCS11URI(parsing: key), modulePath: modulePath, poolSize: poolSize, lookingAgain: lookingAgain)
+                uri: PKCS11URI(parsing: key), modulePath: modulePath, poolSize: poolSize, lookingAgain: lookingAgain,
+                pinGuard: pinGuard)
             let der = try certificate.map { path -> [UInt8] in
                 guard let first = try Certificate.load(pemFile: path).first else {
                     throw SMIMEError("no certificate in \(path)", hint: "fix \(certificateOption)")
@@ -35,6 +38,11 @@ public enum SignerLoader {
             throw SMIMEError("the PEM key \(key) has no certificate", hint: "add \(certificateOption)")
         }
         return try PEMKeySigner(keyFile: key, certificateFile: certificate, chainFile: chain, scheme: scheme)
+    }
+
+    /// The guard that keeps refused PINs under the configuration's state directory.
+    public static func pinGuard(_ configuration: Configuration) -> PINGuard {
+        .at(configuration.stateDirectory + "/pin-refusals")
     }
 
     /// The trust store a configuration describes.

@@ -7,10 +7,19 @@ import Foundation
 ///   only (mode 0400 or 0600), owned by the user the daemon runs as.
 /// - `cred:NAME`: a systemd credential (`LoadCredential=NAME:...`), read from
 ///   `$CREDENTIALS_DIRECTORY/NAME`.
-public enum PINSource: Sendable, Equatable {
+public enum PINSource: Sendable, Equatable, CustomStringConvertible {
     case file(String)
     case credential(String)
     case value(String)
+
+    /// Where the PIN comes from, never the PIN.
+    public var description: String {
+        switch self {
+        case .file(let path): "the PIN file \(path)"
+        case .credential(let name): "the credential \(name)"
+        case .value: "the pin-value of the key URI"
+        }
+    }
 
     /// The PIN source a URI asks for, or nil when it names none.
     public init?(uri: PKCS11URI) throws {

@@ -244,6 +244,16 @@ public final class PKCS11Module: @unchecked Sendable {
             detail: "the module was restarted; the token is found again")
     }
 
+    /// Whether the user is logged in to the session's token (login is per token: another key's
+    /// session may have done it).
+    func isLoggedIn(session: CK_SESSION_HANDLE) -> Bool {
+        callLock.read {
+            var info = CK_SESSION_INFO()
+            guard functions.pointee.C_GetSessionInfo(session, &info) == CKR_OK else { return false }
+            return info.state == CK_STATE(CKS_RO_USER_FUNCTIONS) || info.state == CK_STATE(CKS_RW_USER_FUNCTIONS)
+        }
+    }
+
     /// Logs the user in; an already logged-in token is fine (login is per token, not per session).
     func login(session: CK_SESSION_HANDLE, pin: [UInt8], token: String) throws {
         try callLock.read {

@@ -14,10 +14,17 @@ public struct TokenError: Error, CustomStringConvertible, Sendable {
         case notFound
         /// The PIN could not be read, or the token refused it.
         case pin
+        /// The token refused this same PIN before: it is not presented again until its source changes.
+        case pinRefused
+        /// The token's user PIN is locked or at its final try: no automatic login.
+        case locked
         /// The token was there but now is not, even after one recovery attempt.
         case unavailable
-        /// No free session within the deadline.
+        /// No free session, or no signature, within the deadline.
         case timeout
+        /// The token has not answered a call for longer than the signing timeout: messages for
+        /// it fail at once until it answers again.
+        case stuck
         /// The key cannot do what was asked (mechanism, key type).
         case unsupported
         /// Any other PKCS#11 failure.

@@ -20,8 +20,9 @@ public final class TokenKey: @unchecked Sendable {
     public let tokenLabel: String
     /// The DER certificate with the key's `CKA_ID` on the same token, if there is one.
     public let certificate: [UInt8]?
-    /// How many sessions at most sign at once.
-    public let poolSize: Int
+    /// How many sessions at most sign at once: the configured size, lowered to what the token
+    /// allows (`ulMaxSessionCount`, or the count at which it answered `CKR_SESSION_COUNT`).
+    public var poolSize: Int { condition.lock(); defer { condition.unlock() }; return poolLimit }
     /// How long `sign` waits for a free session before giving up.
     public let waitTimeout: TimeInterval
     /// How often at most the module is restarted to look for a lost token.
@@ -29,6 +30,7 @@ public final class TokenKey: @unchecked Sendable {
 
     private let modulePath: String?
     private let pin: PINSource?
+    private let pinGuard: PINGuard
     private let logger: Logger
 
     // MARK: state guarded by `condition`
@@ -57,6 +59,7 @@ public final class TokenKey: @unchecked Sendable {
     /// The most sessions ever open at once (for tests of the pool bound).
     private(set) var peakSessions = 1
     private var generation = 0
+    private var poolLimit: Int
 
     /// Finds the key named by `uri`, logs in and reads its certificate.
     ///
@@ -69,17 +72,20 @@ public final class TokenKey: @unchecked Sendable {
     ///     token is missing (see `PKCS11Module.reinitialize`).
     ///   - lookingAgain: the token was missing at an earlier attempt: if it is still not found,
     ///     restart the module once (within `moduleRestartInterval`) and look again, as recovery does.
+    ///   - pinGuard: keeps refused PINs from being presented again (give the one of the state
+    ///     directory; the default remembers refusals in this process only).
     public init(
         uri: PKCS11URI, modulePath: String? = nil, poolSize: Int = 2, waitTimeout: TimeInterval = 10,
-        moduleRestartInterval: TimeInterval = 5, lookingAgain: Bool = false,
+        moduleRestartInterval: TimeInterval = 5, lookingAgain: Bool = false, pinGuard: PINGuard = .at(nil),
         logger: Logger = Logger(label: "smime-milter.token")
     ) throws {
         self.moduleRestartInterval = moduleRestartInterval
         self.uri = uri
         self.modulePath = modulePath
-        self.poolSize = max(1, poolSize)
+        self.poolLimit = max(1, poolSize)
         self.waitTimeout = waitTimeout
         self.pin = try PINSource(uri: uri)
+        self.pinGuard = pinGuard
         self.logger = logger
         if uri.type != nil && uri.type != .privateKey {
             throw TokenError(
@@ -93,7 +99,7 @@ public final class TokenKey: @unchecked Sendable {
         }
 
         let found = try Self.find(
-            uri: uri, modulePath: modulePath, pin: pin, generation: lookingAgain ? 1 : 0,
+            uri: uri, modulePath: modulePath, pin: pin, pinGuard: pinGuard, generation: lookingAgain ? 1 : 0,
             restartInterval: moduleRestartInterval)
         // This session joins the pool: closing a token's last session would log it out.
         idle = [found.session]
@@ -107,6 +113,14 @@ public final class TokenKey: @unchecked Sendable {
         }
         tokenLabel = found.tokenLabel
         keyType = try TokenInventory.keyTypeOf(module: module, session: session, key: key)
+        // CK_EFFECTIVELY_INFINITE (0) and CK_UNAVAILABLE_INFORMATION (all ones) set no limit.
+        let allowed = (try? module.tokenInfo(slot: found.binding.slot).ulMaxSessionCount) ?? 0
+        if allowed != 0 && allowed != CK_ULONG.max && Int(allowed) < poolLimit {
+            logger.info(
+                "session pool lowered to what the token allows",
+                metadata: ["token.label": "\(found.tokenLabel)", "token.max_sessions": "\(allowed)"])
+            poolLimit = Int(allowed)
+        }
         certificate = try Self.certificate(module: module, session: session, id: id)
         binding = found.binding
     }
@@ -232,7 +246,7 @@ public final class TokenKey: @unchecked Sendable {
             if binding == nil {
                 // Found again under the lock: every waiting signer needs the same answer.
                 let found = try Self.find(
-                    uri: uri, modulePath: modulePath, pin: pin, generation: generation,
+                    uri: uri, modulePath: modulePath, pin: pin, pinGuard: pinGuard, generation: generation,
                     restartInterval: moduleRestartInterval)
                 if let certificate {
                     let current = try? Self.certificate(module: found.binding.module, session: found.session, id: id)
@@ -261,16 +275,26 @@ public final class TokenKey: @unchecked Sendable {
             if let session = idle.popLast() {
                 return Lease(session: session, binding: current)
             }
-            if open < poolSize {
-                let session = try current.module.openSession(slot: current.slot)
-                open += 1
-                peakSessions = max(peakSessions, open)
-                return Lease(session: session, binding: current)
+            if open < poolLimit {
+                do {
+                    let session = try current.module.openSession(slot: current.slot)
+                    open += 1
+                    peakSessions = max(peakSessions, open)
+                    return Lease(session: session, binding: current)
+                } catch let error as TokenError where error.returnValueName == "CKR_SESSION_COUNT" && open > 0 {
+                    // Other programs (or other keys) hold the token's other sessions: use the ones
+                    // this key has, and wait for them instead of failing a message.
+                    logger.warning(
+                        "the token allows no more sessions; the pool keeps the \(open) it has",
+                        metadata: ["token.label": "\(tokenLabel)"])
+                    poolLimit = open
+                    continue
+                }
             }
             if !condition.wait(until: deadline) {
                 throw TokenError(
                     .timeout, operation: "waiting for a session on token \(tokenLabel)",
-                    detail: "all \(poolSize) sessions stayed busy for \(waitTimeout) s; "
+                    detail: "all \(poolLimit) sessions stayed busy for \(waitTimeout) s; "
                         + "raise the pool size or spread the load over more tokens")
             }
         }
@@ -311,23 +335,24 @@ public final class TokenKey: @unchecked Sendable {
     /// Finds the token and key a URI names, in the candidate modules, and returns a logged-in
     /// session on it.
     private static func find(
-        uri: PKCS11URI, modulePath: String?, pin: PINSource?, generation: Int, restartInterval: TimeInterval = 0
+        uri: PKCS11URI, modulePath: String?, pin: PINSource?, pinGuard: PINGuard, generation: Int,
+        restartInterval: TimeInterval = 0
     ) throws -> Found {
         let modules = try PKCS11Module.candidates(for: uri, modulePath: modulePath)
         do {
-            return try scan(modules, uri: uri, pin: pin, generation: generation)
+            return try scan(modules, uri: uri, pin: pin, pinGuard: pinGuard, generation: generation)
         } catch let error as TokenError where error.code == .notFound && generation > 0 {
             // Only when finding a token again: some modules notice a re-inserted (or re-created)
             // token only after a restart of the module.
             let restarted = modules.filter { $0.reinitialize(notWithin: restartInterval) }
             guard !restarted.isEmpty else { throw error }
-            return try scan(restarted, uri: uri, pin: pin, generation: generation)
+            return try scan(restarted, uri: uri, pin: pin, pinGuard: pinGuard, generation: generation)
         }
     }
 
-    private static func scan(_ modules: [PKCS11Module], uri: PKCS11URI, pin: PINSource?, generation: Int) throws
-        -> Found
-    {
+    private static func scan(
+        _ modules: [PKCS11Module], uri: PKCS11URI, pin: PINSource?, pinGuard: PINGuard, generation: Int
+    ) throws -> Found {
         var seen: [String] = []
         for module in modules {
             for slot in try module.slots() {
@@ -344,13 +369,21 @@ public final class TokenKey: @unchecked Sendable {
                 let incarnation = module.incarnation
                 let session = try module.openSession(slot: slot)
                 do {
-                    if info.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) != 0 || pin != nil {
+                    if (info.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) != 0 || pin != nil)
+                        && !module.isLoggedIn(session: session)
+                    {
                         guard let pin else {
                             throw TokenError(
                                 .pin, operation: "logging in to token \(label)",
                                 detail: "the token needs a PIN; add ?pin-source=file:/etc/smime-milter/pins/NAME to the key URI")
                         }
-                        try module.login(session: session, pin: try pin.read(), token: label)
+                        let identity = TokenIdentity(
+                            label: label, serial: PKCS11URI.paddedString(&info.serialNumber) ?? "")
+                        try pinGuard.checkFlags(UInt(info.flags), token: identity)
+                        let bytes = try pin.read()
+                        try pinGuard.login(token: identity, pin: bytes, source: pin.description) {
+                            try module.login(session: session, pin: bytes, token: label)
+                        }
                     }
                     var template = AttributeTemplate()
                     template.add(CKA_CLASS, ulong: UInt(CKO_PRIVATE_KEY))

@@ -81,6 +81,44 @@ public final class TestPKI: Sendable {
         return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : repositoryRoot + "/.build/debug/smime-milter"
     }()
 
+    /// A private instance of the hardware-like token module (`Tests/HardwareToken/hwtoken.c`):
+    /// its own copy of the library and of SoftHSM under it, and its own control directory, so
+    /// that a test's module restarts, hangs and counters touch no other test. Returns the
+    /// module's path; `control(module:token:)` is where that token's behaviour is set.
+    public func privateHardwareModule(_ name: String) throws -> String {
+        let directory = try temporaryDirectory("hw-\(name)")
+        let module = directory + "/hwtoken.so"
+        try FileManager.default.copyItem(atPath: path("hwtoken/hwtoken.so"), toPath: module)
+        try FileManager.default.copyItem(atPath: path("hwtoken/hwtoken.so.real"), toPath: module + ".real")
+        for token in try FileManager.default.contentsOfDirectory(atPath: path("hwtoken/control")) {
+            try FileManager.default.createDirectory(
+                atPath: directory + "/control/" + token, withIntermediateDirectories: true)
+        }
+        return module
+    }
+
+    /// The control directory of `token` under a hardware-like module.
+    public static func control(module: String, token: String) -> String {
+        URL(fileURLWithPath: module).deletingLastPathComponent().path + "/control/" + token
+    }
+
+    /// Sets one of the hardware-like token's behaviours (a file with `value`), or removes it (nil).
+    public static func setControl(module: String, token: String, _ name: String, _ value: String?) throws {
+        let file = control(module: module, token: token) + "/" + name
+        if let value {
+            try value.write(toFile: file, atomically: true, encoding: .utf8)
+        } else if FileManager.default.fileExists(atPath: file) {
+            try FileManager.default.removeItem(atPath: file)
+        }
+    }
+
+    /// A counter the hardware-like token keeps (`login_calls`, `wrong_logins`, `signs`, `pin_failures`).
+    public static func counter(module: String, token: String, _ name: String) -> Int {
+        let file = control(module: module, token: token) + "/" + name
+        let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? "0"
+        return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
     /// A fresh temporary directory for one test.
     public func temporaryDirectory(_ name: String) throws -> String {
         let path = directory + "/tmp-\(name)-\(UUID().uuidString.prefix(8))"

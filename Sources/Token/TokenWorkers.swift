@@ -1,0 +1,151 @@
+public import Foundation
+public import Logging
+
+/// Threads of their own for the blocking calls to one token, so that whoever needs a signature
+/// can stop waiting for it.
+///
+/// PKCS#11 cannot cancel a `C_Sign`: a USB token that hangs keeps the calling thread for as long
+/// as it likes. So the call never runs on the thread that must answer Postfix. `run` hands the
+/// job to one of these threads and waits for it with a deadline; when the deadline passes the
+/// caller gets `TokenError.timeout` and leaves, and the job, if it already started, finishes on
+/// its own thread and its result is dropped. A job that has not started by its deadline never
+/// starts.
+///
+/// When every thread is busy and the oldest call has run longer than `stuckAfter`, the token is
+/// taken to be stuck: further jobs fail at once (`TokenError.stuck`) instead of each waiting the
+/// whole deadline, until a call returns. Threads start when work comes and end after a minute
+/// idle, so a configuration that is reloaded leaves none behind.
+public final class TokenWorkers: @unchecked Sendable {
+    // @unchecked: every stored var below is read and written only with `condition` held.
+    public let name: String
+    public let threads: Int
+    public let stuckAfter: TimeInterval
+    private let logger: Logger
+    private let idleExit: TimeInterval
+
+    private final class Job: @unchecked Sendable {
+        // @unchecked: `result` and `started` are guarded by the owning TokenWorkers' condition.
+        let work: () -> Result<Any, any Error>
+        let deadline: Date
+        var started = false
+        var result: Result<Any, any Error>?
+        init(work: @escaping () -> Result<Any, any Error>, deadline: Date) {
+            self.work = work
+            self.deadline = deadline
+        }
+    }
+
+    private let condition = NSCondition()
+    private var queue: [Job] = []
+    private var running = 0
+    private var idle = 0
+    /// When each busy thread's current call started, by thread number.
+    private var busySince: [Int: Date] = [:]
+    private var nextThread = 0
+    private var stuck = false
+
+    /// - Parameters:
+    ///   - threads: calls in flight at once (the token's session pool size).
+    ///   - stuckAfter: how long one call may run before the token counts as stuck.
+    public init(
+        name: String, threads: Int, stuckAfter: TimeInterval, idleExit: TimeInterval = 60,
+        logger: Logger = Logger(label: "smime-milter.token")
+    ) {
+        self.name = name
+        self.threads = max(1, threads)
+        self.stuckAfter = stuckAfter
+        self.idleExit = idleExit
+        self.logger = logger
+    }
+
+    /// Runs `work` on a token thread and returns its result, or throws `timeout` at `deadline`,
+    /// or `stuck` at once while the token is stuck.
+    public func run<R>(until deadline: Date, _ work: @escaping () throws -> R) throws -> R {
+        let job = Job(work: { Result { try work() as Any } }, deadline: deadline)
+        condition.lock()
+        defer { condition.unlock() }
+        if let since = stuckSince() {
+            if !stuck {
+                stuck = true
+                logger.error(
+                    "token has not answered for \(Self.seconds(since)) s; messages for it are deferred at once until it answers",
+                    metadata: ["token.name": "\(name)"])
+            }
+            throw TokenError(
+                .stuck, operation: "signing with \(name)",
+                detail: "the token has not answered a call for \(Self.seconds(since)) s (SigningTimeout "
+                    + "\(stuckAfter) s); check the device (unplug and plug it in, or restart pcscd)")
+        }
+        queue.append(job)
+        if idle > 0 {
+            condition.broadcast()
+        } else if running < threads {
+            startThread()
+        }
+        while job.result == nil {
+            if !condition.wait(until: deadline) && job.result == nil {
+                if !job.started { queue.removeAll { $0 === job } }
+                throw TokenError(
+                    .timeout, operation: "signing with \(name)",
+                    detail: job.started
+                        ? "the token did not answer within SigningTimeout; the message is deferred"
+                        : "the token was busy with other messages until SigningTimeout; raise SessionPoolSize if the "
+                            + "token allows more sessions, or spread the units over more tokens")
+            }
+        }
+        return try job.result!.get() as! R
+    }
+
+    private static func seconds(_ since: Date) -> String {
+        String(format: "%.1f", -since.timeIntervalSinceNow)
+    }
+
+    /// When the oldest running call started, if every thread is busy and it has run too long.
+    private func stuckSince() -> Date? {
+        guard busySince.count == threads, let oldest = busySince.values.min(),
+            -oldest.timeIntervalSinceNow > stuckAfter
+        else { return nil }
+        return oldest
+    }
+
+    private func startThread() {
+        let number = nextThread
+        nextThread += 1
+        running += 1
+        let thread = Thread { [self] in loop(number) }
+        thread.name = "token \(name)"
+        thread.start()
+    }
+
+    private func loop(_ number: Int) {
+        condition.lock()
+        while true {
+            // Jobs past their deadline are dropped: nobody waits for them.
+            queue.removeAll { $0.deadline < Date() }
+            guard !queue.isEmpty else {
+                idle += 1
+                let woke = condition.wait(until: Date(timeIntervalSinceNow: idleExit))
+                idle -= 1
+                if !woke && queue.isEmpty {
+                    running -= 1
+                    condition.unlock()
+                    return
+                }
+                continue
+            }
+            let job = queue.removeFirst()
+            job.started = true
+            busySince[number] = Date()
+            condition.unlock()
+            let result = job.work()
+            condition.lock()
+            busySince[number] = nil
+            job.result = result
+            if stuck {
+                stuck = false
+                logger.notice("token answers again", metadata: ["token.name": "\(name)"])
+            }
+            condition.broadcast()
+        }
+    }
+}

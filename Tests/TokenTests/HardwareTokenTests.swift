@@ -1,0 +1,186 @@
+import Foundation
+import Logging
+import TestSupport
+import Testing
+
+@testable import Token
+
+/// The token code in front of tokens that behave like the province's USB tokens at their worst
+/// (`Tests/HardwareToken/hwtoken.c`): PIN counters that lock, flags, slowness, hangs, removal.
+/// Each test loads a private instance of the module and owns the token it changes.
+@Suite struct HardwareTokenTests {
+    let pki = TestPKI.shared
+    let data = Array("signed attributes stand-in".utf8)
+
+    func uri(_ token: String, pinFile: String? = nil) throws -> PKCS11URI {
+        try PKCS11URI(
+            parsing: "pkcs11:token=\(token);object=seal;type=private?pin-source=file:\(pinFile ?? pki.pinFile(token: token))")
+    }
+
+    func pinFile(_ directory: String, _ pin: String) throws -> String {
+        let file = directory + "/pin"
+        try pin.write(toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o600)
+        return file
+    }
+
+    // MARK: the PIN guard
+
+    /// 20 messages, then a restart (a new guard over the same state directory): one wrong login in
+    /// all. Once the file holds the right PIN, the next attempt logs in and signs.
+    @Test func aRefusedPINIsPresentedOnceUntilItsFileChanges() throws {
+        let module = try pki.privateHardwareModule("pin")
+        try TestPKI.setControl(module: module, token: "HW-PIN", "max_pin_tries", "3")
+        let directory = try pki.temporaryDirectory("pin-guard")
+        let file = try pinFile(directory, "999999")
+        let state = directory + "/state"
+        var codes: [TokenError.Code] = []
+        for attempt in 0..<20 {
+            // Every fifth attempt as a restarted daemon would: a guard that only has the directory.
+            let guardian = attempt % 5 == 4 ? PINGuard(directory: state, logger: Logger(label: "test")) : .at(state)
+            do {
+                _ = try TokenKey(uri: uri("HW-PIN", pinFile: file), modulePath: module, pinGuard: guardian)
+            } catch let error as TokenError {
+                codes.append(error.code)
+                #expect(!"\(error)".contains("999999"))
+            }
+        }
+        #expect(codes.first == .pin)
+        #expect(codes.dropFirst() == Array(repeating: .pinRefused, count: 19)[...])
+        #expect(TestPKI.counter(module: module, token: "HW-PIN", "wrong_logins") == 1)
+        #expect(TestPKI.counter(module: module, token: "HW-PIN", "login_calls") == 1)
+
+        try pki.pin.write(toFile: file, atomically: false, encoding: .utf8)
+        let key = try TokenKey(uri: uri("HW-PIN", pinFile: file), modulePath: module, pinGuard: .at(state))
+        _ = try key.sign(data)
+        #expect(TestPKI.counter(module: module, token: "HW-PIN", "pin_failures") == 0)
+        #expect(TestPKI.counter(module: module, token: "HW-PIN", "wrong_logins") == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: state).filter { $0.hasSuffix(".json") }.isEmpty)
+    }
+
+    @Test func aTokenAtItsFinalTryOrLockedGetsNoLoginAtAll() throws {
+        let module = try pki.privateHardwareModule("flags")
+        try TestPKI.setControl(module: module, token: "HW-Flags", "max_pin_tries", "3")
+        let state = try pki.temporaryDirectory("flags-state")
+        func attempt() -> TokenError? {
+            do {
+                _ = try TokenKey(uri: uri("HW-Flags"), modulePath: module, pinGuard: .at(state))
+                return nil
+            } catch {
+                return error as? TokenError
+            }
+        }
+        // Two wrong tries made elsewhere: the next wrong one would lock it.
+        try TestPKI.setControl(module: module, token: "HW-Flags", "pin_failures", "2")
+        let finalTry = attempt()
+        #expect(finalTry?.code == .locked)
+        #expect("\(finalTry.map { "\($0)" } ?? "")".contains("pkcs11-tool --login"))
+        try TestPKI.setControl(module: module, token: "HW-Flags", "pin_failures", "3")
+        #expect(attempt()?.code == .locked)
+        // Contradictory flags (count low and locked, with no failure counted): the strictest wins.
+        try TestPKI.setControl(module: module, token: "HW-Flags", "pin_failures", "0")
+        try TestPKI.setControl(module: module, token: "HW-Flags", "flags", "50000")
+        #expect(attempt()?.code == .locked)
+        #expect(TestPKI.counter(module: module, token: "HW-Flags", "login_calls") == 0)
+        // Count low alone: a warning, and the login goes ahead.
+        try TestPKI.setControl(module: module, token: "HW-Flags", "flags", "10000")
+        #expect(attempt() == nil)
+        #expect(TestPKI.counter(module: module, token: "HW-Flags", "login_calls") == 1)
+    }
+
+    @Test func aTokenPulledOutDuringLoginIsNotAWrongPIN() throws {
+        let module = try pki.privateHardwareModule("vanish")
+        try TestPKI.setControl(module: module, token: "HW-Vanish", "vanish_in_login", "")
+        let state = try pki.temporaryDirectory("vanish-state")
+        #expect {
+            try TokenKey(uri: uri("HW-Vanish"), modulePath: module, pinGuard: .at(state))
+        } throws: { error in
+            (error as? TokenError)?.returnValueName == "CKR_DEVICE_REMOVED"
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: state).filter { $0.hasSuffix(".json") }.isEmpty)
+        try TestPKI.setControl(module: module, token: "HW-Vanish", "removed", nil)
+        let key = try TokenKey(uri: uri("HW-Vanish"), modulePath: module, lookingAgain: true, pinGuard: .at(state))
+        _ = try key.sign(data)
+        #expect(TestPKI.counter(module: module, token: "HW-Vanish", "wrong_logins") == 0)
+    }
+
+    // MARK: sessions
+
+    @Test func thePoolNeverOpensMoreSessionsThanTheTokenAllows() throws {
+        let module = try pki.privateHardwareModule("sessions")
+        try TestPKI.setControl(module: module, token: "HW-Slow", "max_sessions", "1")
+        try TestPKI.setControl(module: module, token: "HW-Slow", "latency_ms", "20")
+        let key = try TokenKey(uri: uri("HW-Slow"), modulePath: module, poolSize: 4)
+        #expect(key.poolSize == 1)
+        let results = Results()
+        let group = DispatchGroup()
+        for _ in 0..<4 {
+            group.enter()
+            Thread.detachNewThread {
+                for _ in 0..<3 { results.add(Result { try key.sign(self.data) }) }
+                group.leave()
+            }
+        }
+        group.wait()
+        #expect(results.all.count == 12)
+        for result in results.all { #expect(throws: Never.self) { try result.get() } }
+        #expect(key.peakSessions == 1)
+    }
+
+    // MARK: slow and hung tokens
+
+    /// A hung token: the first caller gives up at its deadline, later callers fail at once, and
+    /// when the token answers again signing resumes by itself. Another token signs meanwhile.
+    @Test func aHungTokenFailsFastAndRecoversWhileAnotherTokenSigns() throws {
+        let module = try pki.privateHardwareModule("hang")
+        let hung = try TokenKey(uri: uri("HW-Hang"), modulePath: module, poolSize: 1)
+        let other = try TokenKey(uri: uri("HW-Unit-B"), modulePath: module, poolSize: 1)
+        let hungWorkers = TokenWorkers(name: "HW-Hang", threads: 1, stuckAfter: 0.4)
+        let otherWorkers = TokenWorkers(name: "HW-Unit-B", threads: 1, stuckAfter: 0.4)
+        let data = data
+        try TestPKI.setControl(module: module, token: "HW-Hang", "hang", "")
+
+        var start = Date()
+        #expect {
+            try hungWorkers.run(until: Date(timeIntervalSinceNow: 0.4)) { try hung.sign(data) }
+        } throws: { ($0 as? TokenError)?.code == .timeout }
+        #expect(Date().timeIntervalSince(start) < 2)
+
+        start = Date()
+        #expect {
+            try hungWorkers.run(until: Date(timeIntervalSinceNow: 5)) { try hung.sign(data) }
+        } throws: { ($0 as? TokenError)?.code == .stuck }
+        #expect(Date().timeIntervalSince(start) < 0.2, "a stuck token fails at once")
+
+        for _ in 0..<5 {
+            _ = try otherWorkers.run(until: Date(timeIntervalSinceNow: 5)) { try other.sign(data) }
+        }
+
+        try TestPKI.setControl(module: module, token: "HW-Hang", "hang", nil)
+        var signed = false
+        let deadline = Date(timeIntervalSinceNow: 10)
+        while !signed && Date() < deadline {
+            do {
+                _ = try hungWorkers.run(until: Date(timeIntervalSinceNow: 5)) { try hung.sign(data) }
+                signed = true
+            } catch let error as TokenError where error.code == .stuck {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        #expect(signed)
+    }
+
+    /// Pulled out while signing and put back: one recovery attempt fails with a clear
+    /// "unavailable" while it is out, and the key signs again once it is back.
+    @Test func aTokenPulledOutAndPutBackSignsAgain() throws {
+        let module = try pki.privateHardwareModule("pull")
+        let key = try TokenKey(uri: uri("HW-Pull"), modulePath: module, moduleRestartInterval: 0)
+        _ = try key.sign(data)
+        try TestPKI.setControl(module: module, token: "HW-Pull", "removed", "")
+        #expect {
+            try key.sign(data)
+        } throws: { ($0 as? TokenError)?.code == .unavailable }
+        try TestPKI.setControl(module: module, token: "HW-Pull", "removed", nil)
+        _ = try key.sign(data)
+    }
+}
