@@ -79,6 +79,10 @@ public enum ConfigurationCheck {
                         fail("\(name): a test signature is \(verdict.result.rawValue): \(verdict.reason); add the issuing CA to chain= or TrustAnchors")
                     }
                 }
+                if let tokenSigner = signer as? TokenSigner, tokenSigner.key.pinStateAtLogin == .countLow {
+                    warn("\(name): token \(tokenSigner.key.tokenLabel) counted wrong PIN tries (CKF_USER_PIN_COUNT_LOW); "
+                        + "make sure nothing else tries a wrong PIN on it before it locks")
+                }
                 expiry(of: certificate, as: name, now: now, warn: warn, fail: fail)
                 for intermediate in try signer.chain.map({ try Certificate(der: $0) }) {
                     expiry(of: intermediate, as: "\(name) chain certificate", now: now, warn: warn, fail: fail)

@@ -212,7 +212,8 @@ public final class PINGuard: Sendable {
     /// there is no directory (the caller's module lock still serialises this process).
     private func lockFile(_ token: TokenIdentity) throws -> Int32 {
         guard let path = path(token, ".lock") else { return -1 }
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // Read-only and 0644: check-config run as root and the daemon's user must both open it.
+        let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw TokenError(
                 .pin, operation: "opening \(path)",

@@ -19,6 +19,8 @@ public enum TokenInventory {
         public let model: String?
         public let serial: String?
         public let loginRequired: Bool
+        /// The user PIN's state: the token's flags, or a refusal smime-milter keeps.
+        public let pinState: TokenPINState
         public let objects: [Object]
         /// Set when the slot could be seen but not listed (for instance a PIN was refused).
         public let error: String?
@@ -46,12 +48,17 @@ public enum TokenInventory {
     }
 
     /// Lists every module (the registered ones, or the one at `modulePath`) and what is on its
-    /// tokens. With a PIN for a token (by label), logs in so that private keys show too.
-    public static func list(modulePath: String?, pins: [String: PINSource] = [:]) throws -> [Module] {
+    /// tokens. With a PIN for a token (by label), logs in so that private keys show too; that
+    /// login goes through `pinGuard` like the daemon's.
+    public static func list(modulePath: String?, pins: [String: PINSource] = [:], pinGuard: PINGuard = .at(nil))
+        throws -> [Module]
+    {
         let modules = try modulePath.map { [try PKCS11Module.load(path: $0)] } ?? PKCS11Module.registered()
         return modules.map { module in
             do {
-                let slots = try module.slots().compactMap { try slot(module: module, id: $0, pins: pins) }
+                let slots = try module.slots().compactMap {
+                    try slot(module: module, id: $0, pins: pins, pinGuard: pinGuard)
+                }
                 return Module(name: module.name, path: module.path, slots: slots, error: nil)
             } catch {
                 return Module(name: module.name, path: module.path, slots: [], error: "\(error)")
@@ -61,16 +68,23 @@ public enum TokenInventory {
 
     /// One slot and its objects; nil for a slot whose token is not initialised (SoftHSM always
     /// offers one such spare slot).
-    private static func slot(module: PKCS11Module, id: CK_SLOT_ID, pins: [String: PINSource]) throws -> Slot? {
+    private static func slot(module: PKCS11Module, id: CK_SLOT_ID, pins: [String: PINSource], pinGuard: PINGuard)
+        throws -> Slot?
+    {
         var info = try module.tokenInfo(slot: id)
         guard info.flags & CK_FLAGS(CKF_TOKEN_INITIALIZED) != 0 else { return nil }
         let label = PKCS11URI.paddedString(&info.label) ?? ""
+        let identity = TokenIdentity(label: label, serial: PKCS11URI.paddedString(&info.serialNumber) ?? "")
         let session = try module.openSession(slot: id)
         defer { module.closeSession(session) }
         var failure: String?
-        if let pin = pins[label] {
+        if let pin = pins[label], !module.isLoggedIn(session: session) {
             do {
-                try module.login(session: session, pin: try pin.read(), token: label)
+                try pinGuard.checkFlags(UInt(info.flags), token: identity)
+                let bytes = try pin.read()
+                try pinGuard.login(token: identity, pin: bytes, source: pin.description) {
+                    try module.login(session: session, pin: bytes, token: label)
+                }
             } catch {
                 failure = "\(error)"
             }
@@ -99,7 +113,9 @@ public enum TokenInventory {
         return Slot(
             id: UInt(id), tokenLabel: label, manufacturer: PKCS11URI.paddedString(&info.manufacturerID),
             model: PKCS11URI.paddedString(&info.model), serial: PKCS11URI.paddedString(&info.serialNumber),
-            loginRequired: info.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) != 0, objects: objects, error: failure)
+            loginRequired: info.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) != 0,
+            pinState: pinGuard.state(of: identity, flags: UInt((try? module.tokenInfo(slot: id).flags) ?? info.flags)),
+            objects: objects, error: failure)
     }
 
     static func keyTypeOf(module: PKCS11Module, session: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) throws -> KeyType {

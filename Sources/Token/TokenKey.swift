@@ -18,6 +18,9 @@ public final class TokenKey: @unchecked Sendable {
     public let label: String?
     /// The label of the token the key lives on.
     public let tokenLabel: String
+    /// What the token's flags said of the user PIN just before this key logged in (`countLow`
+    /// means wrong tries were counted, and a good login may have reset them).
+    public let pinStateAtLogin: TokenPINState
     /// The DER certificate with the key's `CKA_ID` on the same token, if there is one.
     public let certificate: [UInt8]?
     /// How many sessions at most sign at once: the configured size, lowered to what the token
@@ -112,6 +115,7 @@ public final class TokenKey: @unchecked Sendable {
             String(decoding: $0, as: UTF8.self)
         }
         tokenLabel = found.tokenLabel
+        pinStateAtLogin = found.pinState
         keyType = try TokenInventory.keyTypeOf(module: module, session: session, key: key)
         // CK_EFFECTIVELY_INFINITE (0) and CK_UNAVAILABLE_INFORMATION (all ones) set no limit.
         let allowed = (try? module.tokenInfo(slot: found.binding.slot).ulMaxSessionCount) ?? 0
@@ -330,6 +334,7 @@ public final class TokenKey: @unchecked Sendable {
         let binding: Binding
         let session: CK_SESSION_HANDLE
         let tokenLabel: String
+        var pinState = TokenPINState.ok
     }
 
     /// Finds the token and key a URI names, in the candidate modules, and returns a logged-in
@@ -368,6 +373,7 @@ public final class TokenKey: @unchecked Sendable {
 
                 let incarnation = module.incarnation
                 let session = try module.openSession(slot: slot)
+                var pinState = TokenPINState(flags: UInt(info.flags))
                 do {
                     if (info.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) != 0 || pin != nil)
                         && !module.isLoggedIn(session: session)
@@ -379,6 +385,7 @@ public final class TokenKey: @unchecked Sendable {
                         }
                         let identity = TokenIdentity(
                             label: label, serial: PKCS11URI.paddedString(&info.serialNumber) ?? "")
+                        pinState = pinGuard.state(of: identity, flags: UInt(info.flags))
                         try pinGuard.checkFlags(UInt(info.flags), token: identity)
                         let bytes = try pin.read()
                         try pinGuard.login(token: identity, pin: bytes, source: pin.description) {
@@ -403,7 +410,7 @@ public final class TokenKey: @unchecked Sendable {
                     let binding = Binding(
                         module: module, slot: slot, key: key, mechanisms: try module.mechanisms(slot: slot),
                         generation: generation, incarnation: incarnation)
-                    return Found(binding: binding, session: session, tokenLabel: label)
+                    return Found(binding: binding, session: session, tokenLabel: label, pinState: pinState)
                 } catch {
                     module.closeSession(session, incarnation: incarnation)
                     throw error

@@ -11,8 +11,7 @@ public import Logging
 /// its own thread and its result is dropped. A job that has not started by its deadline never
 /// starts.
 ///
-/// When every thread is busy and the oldest call has run longer than `stuckAfter`, the token is
-/// taken to be stuck: further jobs fail at once (`TokenError.stuck`) instead of each waiting the
+/// When a call has run longer than `stuckAfter`, the token is taken to be stuck: further jobs fail at once (`TokenError.stuck`) instead of each waiting the
 /// whole deadline, until a call returns. Threads start when work comes and end after a minute
 /// idle, so a configuration that is reloaded leaves none behind.
 public final class TokenWorkers: @unchecked Sendable {
@@ -100,11 +99,10 @@ public final class TokenWorkers: @unchecked Sendable {
         String(format: "%.1f", -since.timeIntervalSinceNow)
     }
 
-    /// When the oldest running call started, if every thread is busy and it has run too long.
+    /// When the oldest running call started, if it has run too long. One hung call is enough:
+    /// a USB token does one thing at a time, so its other sessions wait behind it.
     private func stuckSince() -> Date? {
-        guard busySince.count == threads, let oldest = busySince.values.min(),
-            -oldest.timeIntervalSinceNow > stuckAfter
-        else { return nil }
+        guard let oldest = busySince.values.min(), -oldest.timeIntervalSinceNow > stuckAfter else { return nil }
         return oldest
     }
 

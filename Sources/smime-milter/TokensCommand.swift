@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Gateway
 import SMIME
 import Token
 
@@ -9,11 +10,20 @@ struct TokensCommand: ParsableCommand {
         abstract: "List PKCS#11 modules, tokens, keys and certificates, with the URI to configure.",
         discussion: """
             Without --module, every module registered with p11-kit is listed. Private keys are \
-            usually visible only after login: give --pin-source LABEL=file:/PATH for that token.
+            usually visible only after login: give --pin-source LABEL=file:/PATH for that token. \
+            That login keeps the daemon's rules: no login at a token's final PIN try or when it \
+            is locked, and a PIN the token refused before is not presented again (--config or \
+            --state-directory says where those refusals are kept).
             """)
 
     @Option(name: .long, help: "PKCS#11 module to load instead of the p11-kit registered ones.")
     var module: String?
+
+    @Option(name: .long, help: "Take PKCS11Module and StateDirectory from this configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Where refused PINs are recorded (default: the configuration's, else /var/lib/smime-milter).")
+    var stateDirectory: String?
 
     @Option(name: .long, help: "LABEL=SOURCE: log in to token LABEL with the PIN from SOURCE (file:/PATH or cred:NAME).")
     var pinSource: [String] = []
@@ -30,7 +40,12 @@ struct TokensCommand: ParsableCommand {
         }
         let modules: [TokenInventory.Module]
         do {
-            modules = try TokenInventory.list(modulePath: module, pins: pins)
+            var configuration = Configuration()
+            if let config { configuration = try Configuration.load(path: config) }
+            if let stateDirectory { configuration.stateDirectory = stateDirectory }
+            modules = try TokenInventory.list(
+                modulePath: module ?? configuration.pkcs11Module, pins: pins,
+                pinGuard: SignerLoader.pinGuard(configuration))
         } catch {
             printError("smime-milter tokens: \(error)")
             throw ExitCode(exitUsage)
@@ -52,6 +67,7 @@ struct TokensCommand: ParsableCommand {
                 let details = [slot.manufacturer, slot.model, slot.serial.map { "serial \($0)" }].compactMap { $0 }
                 out += "  slot \(slot.id): token \"\(slot.tokenLabel)\" (\(details.joined(separator: ", ")))"
                 out += slot.loginRequired ? ", login required\n" : "\n"
+                out += "    user PIN: \(slot.pinState.rawValue)\n"
                 out += "    token URI: \(slot.uri)\n"
                 if let error = slot.error { out += "    login failed: \(error)\n" }
                 let privateKeys = slot.objects.filter { $0.kind == .privateKey }

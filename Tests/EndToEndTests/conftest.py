@@ -35,7 +35,8 @@ def key_uri(pki, token, obj):
 class Daemon:
     """smime-milter run, in its own directory, stopped by its PID."""
 
-    def __init__(self, directory, config_lines):
+    def __init__(self, directory, config_lines, env=None):
+        self.env = env
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.socket = self.directory / "milter.sock"
@@ -47,11 +48,13 @@ class Daemon:
         self.process = None
 
     def start(self):
+        offset = self.log.stat().st_size if self.log.exists() else 0
         self.process = subprocess.Popen([str(BINARY), "run", "--config", str(self.config)],
-                                        stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+                                        stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+                                        env={**os.environ, **(self.env or {})})
         deadline = time.time() + 20
         while time.time() < deadline:
-            if "listening" in self.log.read_text(errors="replace"):
+            if b"listening" in self.log.read_bytes()[offset:]:
                 return self
             if self.process.poll() is not None:
                 raise RuntimeError(f"smime-milter exited: {self.log.read_text()}")

@@ -20,6 +20,7 @@ import Token
             AuthorizedSigners /etc/smime-milter/authorized-signers
             PKCS11Module      /usr/lib/softhsm/libsofthsm2.so
             SessionPoolSize   4
+            SigningTimeout    20
             TrustAnchors      /etc/smime-milter/trust
             Intermediates     /etc/smime-milter/chain.pem
             CRLDirectory      /etc/smime-milter/crl
@@ -48,6 +49,7 @@ import Token
         #expect(configuration.internalHosts == ["127.0.0.1", "::1", "10.20.0.0/16"])
         #expect(configuration.mta == ["ORIGINATING"])
         #expect(configuration.sessionPoolSize == 4)
+        #expect(configuration.signingTimeout == 20)
         #expect(configuration.revocationCheck == .crlFetch)
         #expect(configuration.crlFetchTimeout == 3)
         #expect(configuration.digestAlgorithm == .sha384)
@@ -82,6 +84,7 @@ import Token
         ("AuthservID", 1, "AuthservID has no value", "AuthservID string"),
         ("Mode s\nMode v", 2, "Mode is set twice (first on line 1)", "keep one"),
         ("SessionPoolSize 0", 1, "from 1 to 64", "range"),
+        ("SigningTimeout 0", 1, "from 1 to 240", "range"),
         ("\n\nInternalHosts 10.0.0.0/8, mail.example", 3, "'mail.example' is not an IP address", "host names are not looked up"),
         ("InternalHosts 10.0.0.0/33", 1, "has a bad prefix length", "/0 to /32"),
         ("InternalHosts /nonexistent/internal-hosts", 1, "cannot read the internal hosts file", "check the path"),

@@ -13,6 +13,8 @@
  *   removed          while this file exists, the token is not in its slot: calls answer
  *                    CKR_DEVICE_REMOVED or CKR_TOKEN_NOT_PRESENT, including a C_Sign already
  *                    under way, and sessions opened before are invalid afterwards
+ *   replugged        the token was pulled out and put back since the last call: the next call
+ *                    finds every session opened before invalid (the file is then removed)
  *   vanish_in_login  the next C_Login finds the token pulled out (creates removed)
  *   flags            hexadecimal CKF_* bits added to the token's flags (contradictory flags)
  *
@@ -205,6 +207,13 @@ static void sleep_ms(long ms) {
  * and the login is gone. */
 static int removed(struct slot_state *slot) {
     if (!slot) return 0;
+    char path[PATH_MAX];
+    if (control_path(slot, "replugged", path, sizeof path) && unlink(path) == 0) {
+        real->C_CloseAllSessions(slot->id); /* out and back in since the last call */
+        pthread_mutex_lock(&table_lock);
+        slot->sessions = 0;
+        pthread_mutex_unlock(&table_lock);
+    }
     int now = exists(slot, "removed");
     pthread_mutex_lock(&table_lock);
     int first = now && !slot->was_removed;

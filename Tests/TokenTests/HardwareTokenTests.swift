@@ -146,6 +146,9 @@ import Testing
         } throws: { ($0 as? TokenError)?.code == .timeout }
         #expect(Date().timeIntervalSince(start) < 2)
 
+        // The hung call started a little after the first caller began waiting: past `stuckAfter`
+        // from its start, the token is stuck.
+        Thread.sleep(forTimeInterval: 0.5)
         start = Date()
         #expect {
             try hungWorkers.run(until: Date(timeIntervalSinceNow: 5)) { try hung.sign(data) }
@@ -182,5 +185,9 @@ import Testing
         } throws: { ($0 as? TokenError)?.code == .unavailable }
         try TestPKI.setControl(module: module, token: "HW-Pull", "removed", nil)
         _ = try key.sign(data)
+        // Out and back in between two messages: the live session's handle is gone; retried once.
+        try TestPKI.setControl(module: module, token: "HW-Pull", "replugged", "")
+        _ = try key.sign(data)
+        #expect(!FileManager.default.fileExists(atPath: TestPKI.control(module: module, token: "HW-Pull") + "/replugged"))
     }
 }

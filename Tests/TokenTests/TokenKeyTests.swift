@@ -205,36 +205,6 @@ import Testing
         #expect(try unit.sign(data) == before)
         #expect(try other.sign(data) != before)
     }
-
-    /// The token really leaves the module's token directory and a new one with the same key comes
-    /// back (made by softhsm2-util), as a USB token is pulled and put back.
-    @Test func signingRecoversAfterTheTokenDisappearsAndComesBack() throws {
-        let moduleCopy = try privateModuleCopy("recovery")
-        let key = try TokenKey(
-            uri: PKCS11URI(parsing: pki.keyURI(token: "Recovery-Test", object: "recovery")), modulePath: moduleCopy,
-            moduleRestartInterval: 0)
-        let before = try key.sign(data)
-
-        // Gone: one recovery attempt, then a clear "token unavailable".
-        let deleted = try TestPKI.run(["bash", pki.path("recovery-token.sh"), "pull"])
-        #expect(deleted.status == 0, "\(deleted.output)")
-        #expect {
-            try key.sign(data)
-        } throws: { error in
-            (error as? TokenError)?.code == .unavailable && "\(error)".contains("token unavailable")
-        }
-
-        // Back, with the same key: found again, logged in again, signing as before.
-        let recreated = try TestPKI.run(["bash", pki.path("recovery-token.sh"), "insert"])
-        #expect(recreated.status == 0, "\(recreated.output)")
-        let after = try key.sign(data)
-        #expect(after == before)
-
-        // Broken under a live session (a session handle the module no longer knows): retried once.
-        let again = try TestPKI.run(["bash", pki.path("recovery-token.sh"), "insert"])
-        #expect(again.status == 0)
-        #expect(try key.sign(data) == before)
-    }
 }
 
 final class Results: @unchecked Sendable {
