@@ -17,10 +17,12 @@ module=${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
-if [ -f "$dir/.complete" ]; then
+# Bumped whenever what this script makes changes, so that an older demo directory is made anew.
+pki_version=2
+if [ "$(cat "$dir/.complete" 2>/dev/null)" = "$pki_version" ]; then
     exit 0
 fi
-rm -rf "$dir/tokens" "$dir/ca" "$dir/certs" "$dir/pins" "$dir/work"
+rm -rf "$dir/tokens" "$dir/ca" "$dir/certs" "$dir/pins" "$dir/work" "$dir/hwtoken"
 mkdir -p "$dir/tokens" "$dir/ca" "$dir/certs" "$dir/pins" "$dir/work"
 chmod 0700 "$dir/pins"
 work="$dir/work"
@@ -263,4 +265,4 @@ HWTOKEN_MODULE_PATH=$dir/hwtoken/hwtoken.so
 TEST_PIN=$user_pin
 EOF
 rm -rf "$work"
-touch "$dir/.complete"
+echo "$pki_version" >"$dir/.complete"
