@@ -65,8 +65,11 @@ struct CheckConfigCommand: ParsableCommand {
     @Flag(name: .long, help: "Print only warnings and errors.")
     var quiet = false
 
+    @Flag(name: .long, help: "Do not log in to tokens (the service unit's check before each start).")
+    var noTokens = false
+
     func run() throws {
-        let findings = ConfigurationCheck.run(configurationFile: config)
+        let findings = ConfigurationCheck.run(configurationFile: config, tokens: !noTokens)
         for finding in findings where !(quiet && finding.severity == .ok) {
             print(finding)
         }
