@@ -72,6 +72,10 @@ public enum PINSource: Sendable, Equatable, CustomStringConvertible {
                 .pin, operation: operation,
                 detail: "\(reason); create it with the token's user PIN, mode 0600, owned by the daemon's user")
         }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw TokenError(
+                .pin, operation: operation, detail: "it is not a regular file; point pin-source at the file holding the PIN")
+        }
         if checkMode {
             let mode = info.st_mode & 0o777
             if mode & 0o077 != 0 {
@@ -92,7 +96,12 @@ public enum PINSource: Sendable, Equatable, CustomStringConvertible {
                 detail: "\(String(cString: strerror(errno))); make it readable by the daemon's user")
         }
         defer { try? handle.close() }
-        var pin = Array(handle.readDataToEndOfFile())
+        var pin: [UInt8]
+        do {
+            pin = Array(try handle.readToEnd() ?? Data())
+        } catch {
+            throw TokenError(.pin, operation: operation, detail: "\(error); make it readable by the daemon's user")
+        }
         while let last = pin.last, last == 0x0A || last == 0x0D { pin.removeLast() }
         if pin.isEmpty {
             throw TokenError(.pin, operation: operation, detail: "the file is empty; write the token's user PIN into it")

@@ -175,13 +175,16 @@ def test_a_hung_token_defers_its_mail_fast_while_another_unit_signs_and_resumes_
         hung.clear("hang")
         deadline = time.time() + 10
         while True:
-            result = send(daemon, hung.address(), queue_id="RETRY")
+            result = send(daemon, hung.address(), queue_id="HUNG1")
             if result.body_replaced or time.time() > deadline:
                 break
             time.sleep(0.2)
         assert result.body_replaced, "the deferred mail signs on a later try once the token answers"
         assert openssl_verify(pki, result.message, tmp_path).returncode == 0
         assert "token answers again" in daemon.log_text()
+        # Every message deferred meanwhile signs when its queue tries again.
+        for number in range(5):
+            assert send(daemon, hung.address(), queue_id=f"HUNG{number + 2}").body_replaced
     finally:
         hung.clear("hang")
         daemon.stop()

@@ -58,6 +58,32 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: state).filter { $0.hasSuffix(".json") }.isEmpty)
     }
 
+    /// A PIN file that becomes empty, group-readable or unreadable: a clear error naming the fix,
+    /// and no login at all (a login with an empty PIN would be a wrong try).
+    @Test func aBrokenPINFileIsRefusedBeforeAnyLogin() throws {
+        let module = try pki.privateHardwareModule("pin-file")
+        let directory = try pki.temporaryDirectory("pin-file")
+        let state = directory + "/state"
+        let file = try pinFile(directory, "")
+        func refusal() -> String {
+            do {
+                _ = try TokenKey(uri: uri("HW-PIN", pinFile: file), modulePath: module, pinGuard: .at(state))
+                return "signed"
+            } catch {
+                return (error as? TokenError)?.code == .pin ? "\(error)" : "other: \(error)"
+            }
+        }
+        #expect(refusal().contains("the file is empty; write the token's user PIN into it"))
+        try pki.pin.write(toFile: file, atomically: false, encoding: .utf8)
+        chmod(file, 0o640)
+        #expect(refusal().contains("chmod 0600"))
+        try FileManager.default.removeItem(atPath: file)
+        try FileManager.default.createDirectory(atPath: file, withIntermediateDirectories: false)
+        chmod(file, 0o700)
+        #expect(refusal().contains("it is not a regular file"))
+        #expect(TestPKI.counter(module: module, token: "HW-PIN", "login_calls") == 0)
+    }
+
     @Test func aTokenAtItsFinalTryOrLockedGetsNoLoginAtAll() throws {
         let module = try pki.privateHardwareModule("flags")
         try TestPKI.setControl(module: module, token: "HW-Flags", "max_pin_tries", "3")
