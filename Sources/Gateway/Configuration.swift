@@ -46,8 +46,10 @@ public struct Configuration: Sendable {
     public var trustAnchors = ["/etc/smime-milter/trust"]
     public var intermediates: [String] = []
     public var crlDirectory: String?
-    public var revocationCheck = RevocationCheck.none
+    public var revocationCheck = RevocationCheck.crlFetch
     public var crlFetchTimeout = 5
+    public var crlGracePeriod = 86400
+    public var signingTimeSkew = 3600
     public var digestAlgorithm = DigestAlgorithm.sha256
     public var onSignFailure = FailureAction.tempfail
     public var onBadSignature = FailureAction.accept
@@ -122,15 +124,25 @@ public struct Configuration: Sendable {
             description: "PEM files of intermediate CAs for messages that lack them") { $0.intermediates = try list($1) },
         Key(name: "CRLDirectory", type: "path", defaultValue: "(none)", required: false,
             description: "directory of CRLs, PEM or DER") { $0.crlDirectory = $1 },
-        Key(name: "RevocationCheck", type: "none, crl or crl+fetch", defaultValue: "none", required: false,
-            description: "how revocation is checked") {
+        Key(name: "RevocationCheck", type: "none, crl, crl+fetch or ocsp", defaultValue: "crl+fetch", required: false,
+            description: "how revocation is checked: local CRLs, also fetched ones, or OCSP first") {
             guard let check = RevocationCheck(rawValue: $1.lowercased()) else {
-                throw Problem("RevocationCheck '\($1)' is unknown", "use none, crl or crl+fetch")
+                throw Problem("RevocationCheck '\($1)' is unknown", "use none, crl, crl+fetch or ocsp")
             }
             $0.revocationCheck = check
         },
         Key(name: "CRLFetchTimeout", type: "seconds", defaultValue: "5", required: false,
-            description: "how long a CRL download may take") { $0.crlFetchTimeout = try integer($1, in: 1...60) },
+            description: "the most a message waits in total for revocation data; downloads go on for later messages") {
+            $0.crlFetchTimeout = try integer($1, in: 1...60)
+        },
+        Key(name: "CRLGracePeriod", type: "seconds", defaultValue: "86400", required: false,
+            description: "how long a CRL past its nextUpdate is still used (the verdict's reason says it is stale)") {
+            $0.crlGracePeriod = try integer($1, in: 0...(30 * 86400))
+        },
+        Key(name: "SigningTimeSkew", type: "seconds", defaultValue: "3600", required: false,
+            description: "a signing time further than this from the Date header is policy (Thunderbird's rule)") {
+            $0.signingTimeSkew = try integer($1, in: 60...(366 * 86400))
+        },
         Key(name: "DigestAlgorithm", type: "sha-256, sha-384 or sha-512", defaultValue: "sha-256", required: false,
             description: "the hash signatures are made over") {
             guard let digest = DigestAlgorithm(rawValue: $1.lowercased()) else {

@@ -81,6 +81,11 @@ public enum ConfigurationCheck {
                     switch verdict.result {
                     case .pass:
                         ok("\(name): signs as \(certificate.commonName ?? certificate.subject) <\(certificate.emailAddresses.joined(separator: ", "))>, chain verifies")
+                    case .temperror:
+                        ok("\(name): signs as \(certificate.commonName ?? certificate.subject), chain verifies")
+                        warn("\(name): the revocation status of its certificate could not be had now: \(verdict.reason)")
+                    case .fail where verdict.reason.hasPrefix("certificate revoked"):
+                        fail("\(name): \(verdict.reason); the certificate must be replaced")
                     case .fail:
                         fail("\(name): the key does not match the certificate (\(verdict.reason)); point cert= or the URI's id at the pair")
                     default:

@@ -246,7 +246,8 @@ public final class Gateway: Sendable {
             return made
         }
         let deadline = Date(timeIntervalSinceNow: TimeInterval(configuration.signingTimeout))
-        let signer = try workers.run(until: deadline) { try self.signer(for: entry) }
+        // A signer made before needs no token call to be had.
+        let signer = try signers.withLock({ $0[entry.line] }) ?? workers.run(until: deadline) { try self.signer(for: entry) }
         return DeadlineSigner(base: signer, workers: workers, deadline: deadline)
     }
 

@@ -50,6 +50,7 @@ public enum SignerLoader {
         try TrustStore(
             anchors: configuration.trustAnchors, intermediates: configuration.intermediates,
             crlDirectory: configuration.crlDirectory, revocation: configuration.revocationCheck,
-            fetchTimeout: configuration.crlFetchTimeout)
+            fetchTimeout: configuration.crlFetchTimeout, cacheDirectory: configuration.stateDirectory + "/crl-cache",
+            gracePeriod: Double(configuration.crlGracePeriod))
     }
 }

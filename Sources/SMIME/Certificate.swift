@@ -112,10 +112,18 @@ public struct Certificate: Sendable, Equatable {
 }
 
 /// The one owner of an OpenSSL `X509`.
-final class X509Handle {
+/// The one owner of a reference to an OpenSSL `X509`. Sendable: a parsed certificate is not
+/// changed after parsing, and OpenSSL counts its references atomically.
+final class X509Handle: @unchecked Sendable {
     let pointer: OpaquePointer
 
     init(takingOwnershipOf pointer: OpaquePointer) {
+        self.pointer = pointer
+    }
+
+    /// Takes a reference of its own to a certificate someone else owns.
+    init(retaining pointer: OpaquePointer) {
+        X509_up_ref(pointer)
         self.pointer = pointer
     }
 

@@ -89,6 +89,7 @@ def daemon(pki, tmp_path_factory):
         f"AuthorizedSigners {directory}/authorized-signers",
         "PKCS11Module /usr/lib/softhsm/libsofthsm2.so",
         f"TrustAnchors {pki}/ca/root.pem",
+        f"CRLDirectory {pki}/crl",
         "InternalHosts 127.0.0.1, ::1, 10.20.0.0/16",
         "MTA ORIGINATING",
         "SpoolThreshold 1M",

@@ -41,6 +41,7 @@ def setup(pki):
         f"SigningTable {base}/milter/signing-table",
         "PKCS11Module /usr/lib/softhsm/libsofthsm2.so",
         f"TrustAnchors {pki}/ca/root.pem",
+        f"CRLDirectory {pki}/crl",
         "MTA ORIGINATING",
         "UMask 000",
     ])

@@ -15,6 +15,7 @@ import Testing
             SigningTable    \(directory)/signing-table
             PKCS11Module    \(pki.softHSMModule)
             TrustAnchors    \(pki.path("ca/root.pem"))
+            CRLDirectory    \(pki.path("crl"))
             StateDirectory  \(directory)
             \(extra)
             """.write(toFile: directory + "/smime-milter.conf", atomically: true, encoding: .utf8)
@@ -48,7 +49,7 @@ import Testing
     static let brokenCases: [Broken] = {
         let pki = TestPKI.shared
         return [
-            Broken(name: "a bad configuration line", table: "", extra: "Mode sign", expected: "smime-milter.conf:5: Mode 'sign' is unknown; use s, v or sv"),
+            Broken(name: "a bad configuration line", table: "", extra: "Mode sign", expected: "smime-milter.conf:6: Mode 'sign' is unknown; use s, v or sv"),
             Broken(name: "a bad table line", table: "*@x.vn", extra: "", expected: "signing-table:1: '*@x.vn' has no key"),
             Broken(
                 name: "a wrong PIN", table: "* pkcs11:token=PIN-Test;object=pin-test;type=private?pin-value=000000", extra: "",

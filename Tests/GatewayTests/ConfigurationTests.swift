@@ -25,6 +25,8 @@ import Token
             Intermediates     /etc/smime-milter/chain.pem
             CRLDirectory      /etc/smime-milter/crl
             RevocationCheck   crl+fetch
+            CRLGracePeriod    3600
+            SigningTimeSkew   7200
             CRLFetchTimeout   3
             DigestAlgorithm   sha-384
             OnSignFailure     reject
@@ -51,6 +53,7 @@ import Token
         #expect(configuration.sessionPoolSize == 4)
         #expect(configuration.signingTimeout == 20)
         #expect(configuration.revocationCheck == .crlFetch)
+        #expect(configuration.crlGracePeriod == 3600 && configuration.signingTimeSkew == 7200)
         #expect(configuration.crlFetchTimeout == 3)
         #expect(configuration.digestAlgorithm == .sha384)
         #expect(configuration.onSignFailure == .reject)
@@ -79,7 +82,7 @@ import Token
         ("\nSignBounces maybe", 2, "'maybe' is not a boolean", "yes or no"),
         ("MaximumSignSize lots", 1, "'lots' is not a size", "50M"),
         ("OnSignFailure drop", 1, "'drop' is not an action", "tempfail"),
-        ("RevocationCheck ocsp", 1, "RevocationCheck 'ocsp' is unknown", "crl+fetch"),
+        ("RevocationCheck ocsp+crl", 1, "RevocationCheck 'ocsp+crl' is unknown", "crl+fetch or ocsp"),
         ("Socket tcp:25", 1, "is not a socket", "inet:PORT@HOST"),
         ("AuthservID", 1, "AuthservID has no value", "AuthservID string"),
         ("Mode s\nMode v", 2, "Mode is set twice (first on line 1)", "keep one"),

@@ -37,6 +37,7 @@ import Testing
             AuthorizedSigners  \(directory)/authorized-signers
             PKCS11Module       \(pki.softHSMModule)
             TrustAnchors       \(pki.path("ca/root.pem"))
+            CRLDirectory       \(pki.path("crl"))
             Intermediates      \(pki.path("ca/intermediate.pem"))
             MaximumSignSize    64K
             SubjectTag         [CHỮ KÝ SAI]

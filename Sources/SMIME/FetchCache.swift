@@ -1,0 +1,263 @@
+internal import COpenSSL
+import Foundation
+import Logging
+import Synchronization
+
+/// What the verifier downloads (CRLs, OCSP answers, CA certificates), kept so that a message
+/// never waits on a CA's web server that was already asked.
+///
+/// - An item is kept until it is no longer valid (a CRL's nextUpdate, plus the grace period the
+///   caller allows); CRLs are also written to the directory, so a restart finds them.
+/// - At most one download per URL is in flight; every message that needs it waits for that one.
+/// - A URL that failed is not asked again for a back-off period that doubles with each failure,
+///   up to a cap; messages meanwhile get the failure at once.
+/// - Downloads run on threads of their own, so a message stops waiting at its deadline and the
+///   download, still going, fills the cache for the next one.
+/// - Items that know how to fetch themselves again are refreshed in the background before they
+///   run out.
+///
+/// One cache per state directory for the life of the process: reloads keep what was fetched and
+/// what failed.
+final class FetchCache: @unchecked Sendable {
+    // @unchecked: every stored var is guarded by `condition`.
+
+    enum Value {
+        case crl(CRLHandle)
+        case ocsp(OCSPAnswer)
+        case certificates([X509Handle])
+    }
+
+    struct Item {
+        let value: Value
+        /// The DER as fetched; written to disk when `persist`.
+        let bytes: [UInt8]
+        let fetchedAt: Date
+        /// When the data stops being current (nextUpdate); nil when it does not say.
+        let validUntil: Date?
+        let persist: Bool
+    }
+
+    /// What `smime-milter crl` shows for one URL.
+    struct Status {
+        let key: String
+        let fetchedAt: Date?
+        let validUntil: Date?
+        let failures: Int
+        let lastError: String?
+        let retryAt: Date?
+        let inFlight: Bool
+    }
+
+    struct Failure {
+        var count: Int
+        var error: String
+        var retryAt: Date
+    }
+
+    let directory: String?
+    let backoffBase: TimeInterval
+    let backoffCap: TimeInterval
+    private let logger: Logger
+    private let condition = NSCondition()
+    private var items: [String: Item] = [:]
+    private var failures: [String: Failure] = [:]
+    private var inFlight: Set<String> = []
+    private var refreshers: [String: @Sendable () throws -> Item] = [:]
+
+    private static let shared = Mutex<[String: FetchCache]>([:])
+
+    /// The process's cache for `directory` (nil: memory only, a new cache each time).
+    static func at(
+        _ directory: String?, backoffBase: TimeInterval = 30, backoffCap: TimeInterval = 900,
+        logger: Logger = Logger(label: "smime-milter.trust")
+    ) -> FetchCache {
+        guard let directory else {
+            return FetchCache(directory: nil, backoffBase: backoffBase, backoffCap: backoffCap, logger: logger)
+        }
+        return shared.withLock { all in
+            if let existing = all[directory] { return existing }
+            let made = FetchCache(directory: directory, backoffBase: backoffBase, backoffCap: backoffCap, logger: logger)
+            all[directory] = made
+            return made
+        }
+    }
+
+    init(directory: String?, backoffBase: TimeInterval, backoffCap: TimeInterval, logger: Logger) {
+        self.backoffBase = backoffBase
+        self.backoffCap = backoffCap
+        self.logger = logger
+        if let directory {
+            try? FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        self.directory = directory.flatMap { FileManager.default.isWritableFile(atPath: $0) ? $0 : nil }
+        loadFromDisk()
+        startRefresher()
+    }
+
+    // MARK: asking
+
+    /// The item for `key`, current or not (the caller judges validity and grace).
+    func item(_ key: String) -> Item? {
+        condition.lock()
+        defer { condition.unlock() }
+        return items[key]
+    }
+
+    /// Why `key` has no item now, when it failed and is backing off.
+    func failure(_ key: String) -> Failure? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let failure = failures[key], failure.retryAt > Date() else { return nil }
+        return failure
+    }
+
+    func isInFlight(_ key: String) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return inFlight.contains(key)
+    }
+
+    /// Starts fetching `key` on a thread of its own, unless it is in flight or backing off.
+    /// `refresh` says whether the item, once fetched, is fetched again in the background
+    /// before it runs out.
+    func start(_ key: String, refresh: Bool = true, _ download: @escaping @Sendable () throws -> Item) {
+        condition.lock()
+        defer { condition.unlock() }
+        if inFlight.contains(key) { return }
+        if let failure = failures[key], failure.retryAt > Date() { return }
+        inFlight.insert(key)
+        if refresh { refreshers[key] = download }
+        let thread = Thread { [self] in
+            let result = Result { try download() }
+            finish(key, result)
+        }
+        thread.name = "fetch"
+        thread.start()
+    }
+
+    private func finish(_ key: String, _ result: Result<Item, any Error>) {
+        condition.lock()
+        inFlight.remove(key)
+        switch result {
+        case .success(let item):
+            items[key] = item
+            if failures.removeValue(forKey: key) != nil {
+                logger.notice("fetched again after failures", metadata: ["smime.url": "\(key)"])
+            }
+            if item.persist { write(key, item) }
+        case .failure(let error):
+            var failure = failures[key] ?? Failure(count: 0, error: "", retryAt: Date())
+            failure.count += 1
+            failure.error = "\(error)"
+            let delay = min(backoffCap, backoffBase * pow(2, Double(failure.count - 1)))
+            failure.retryAt = Date(timeIntervalSinceNow: delay)
+            failures[key] = failure
+            logger.warning(
+                "fetch failed; not tried again for \(Int(delay)) s",
+                metadata: ["smime.url": "\(key)", "smime.error": "\(error)", "smime.failures": "\(failure.count)"])
+        }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until `done()` holds (checked whenever a download ends) or `deadline` passes.
+    func wait(until deadline: Date, _ done: () -> Bool) {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            condition.unlock()
+            let finished = done()
+            condition.lock()
+            if finished || !condition.wait(until: deadline) { return }
+        }
+    }
+
+    /// Every URL known, for `smime-milter crl`.
+    func statuses() -> [Status] {
+        condition.lock()
+        defer { condition.unlock() }
+        let keys = Set(items.keys).union(failures.keys).union(inFlight)
+        return keys.sorted().map { key in
+            Status(
+                key: key, fetchedAt: items[key]?.fetchedAt, validUntil: items[key]?.validUntil,
+                failures: failures[key]?.count ?? 0, lastError: failures[key]?.error, retryAt: failures[key]?.retryAt,
+                inFlight: inFlight.contains(key))
+        }
+    }
+
+    // MARK: background refresh
+
+    /// Every minute, items that know how to fetch themselves and run out within the next
+    /// quarter of their life (or an hour, whichever is shorter) are fetched again.
+    private func startRefresher() {
+        let thread = Thread { [weak self] in
+            while true {
+                Thread.sleep(forTimeInterval: 60)
+                guard let self else { return }
+                self.refreshDue()
+            }
+        }
+        thread.name = "fetch refresh"
+        thread.start()
+    }
+
+    func refreshDue(now: Date = Date()) {
+        condition.lock()
+        let due = refreshers.filter { key, _ in
+            guard let item = items[key], let until = item.validUntil else { return items[key] == nil }
+            let ahead = min(3600, max(60, until.timeIntervalSince(item.fetchedAt) / 4))
+            return until.timeIntervalSince(now) < ahead
+        }
+        condition.unlock()
+        for (key, download) in due { start(key, download) }
+    }
+
+    // MARK: disk
+
+    private func fileBase(_ key: String) -> String? {
+        guard let directory else { return nil }
+        var digest = [UInt8](repeating: 0, count: 32)
+        let bytes = Array(key.utf8)
+        _ = EVP_Digest(bytes, bytes.count, &digest, nil, EVP_sha256(), nil)
+        return directory + "/" + digest.prefix(16).map { String(format: "%02x", $0) }.joined()
+    }
+
+    private struct Record: Codable {
+        var key: String
+        var fetchedAt: Date
+        var validUntil: Date?
+    }
+
+    private func write(_ key: String, _ item: Item) {
+        guard let base = fileBase(key) else { return }
+        do {
+            try Data(item.bytes).write(to: URL(fileURLWithPath: base + ".der"), options: .atomic)
+            let record = Record(key: key, fetchedAt: item.fetchedAt, validUntil: item.validUntil)
+            try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: base + ".json"), options: .atomic)
+        } catch {
+            logger.error("cannot keep a fetched CRL on disk: \(error)", metadata: ["smime.url": "\(key)"])
+        }
+    }
+
+    /// CRLs kept by an earlier run. A file that does not parse is removed, with a log line.
+    private func loadFromDisk() {
+        guard let directory, let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for name in names where name.hasSuffix(".json") {
+            let base = directory + "/" + name.dropLast(5)
+            guard let data = FileManager.default.contents(atPath: base + ".json"),
+                let record = try? JSONDecoder().decode(Record.self, from: data),
+                let der = FileManager.default.contents(atPath: base + ".der"),
+                let crl = CRLHandle.parse(Array(der)).first
+            else {
+                logger.warning("ignoring a damaged cached CRL", metadata: ["smime.file": "\(base).der"])
+                try? FileManager.default.removeItem(atPath: base + ".json")
+                try? FileManager.default.removeItem(atPath: base + ".der")
+                continue
+            }
+            items[record.key] = Item(
+                value: .crl(crl), bytes: Array(der), fetchedAt: record.fetchedAt, validUntil: record.validUntil,
+                persist: true)
+        }
+    }
+}
