@@ -61,7 +61,8 @@ let package = Package(
         .executableTarget(name: "MIMEFuzz", dependencies: ["MIME"], swiftSettings: swiftSettings),
 
         // MARK: tests
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .target(
+            name: "TestSupport", path: "Tests/TestSupport", exclude: ["ca_server.py"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TokenTests", dependencies: ["Token", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(

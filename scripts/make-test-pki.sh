@@ -13,12 +13,16 @@ set -euo pipefail
 
 dir=${1:?usage: make-test-pki.sh DIR}
 crl_base=${CRL_BASE_URL:-http://127.0.0.1:18080/crl}
+# The intermediate's certificate is published beside the CRLs (CA issuers), the OCSP responder
+# listens on the next port.
+ca_base=${CA_BASE_URL:-http://127.0.0.1:18080/ca}
+ocsp_url=${OCSP_URL:-http://127.0.0.1:18081/}
 module=${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 # Bumped whenever what this script makes changes, so that an older demo directory is made anew.
-pki_version=2
+pki_version=3
 if [ "$(cat "$dir/.complete" 2>/dev/null)" = "$pki_version" ]; then
     exit 0
 fi
@@ -101,6 +105,7 @@ subjectAltName = email:$1
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 crlDistributionPoints = URI:$crl_base/intermediate.crl
+authorityInfoAccess = OCSP;URI:$ocsp_url, caIssuers;URI:$ca_base/intermediate.der
 EOF
     echo "$f"
 }
@@ -248,6 +253,21 @@ for token in HW-PIN HW-Flags HW-Vanish HW-Slow HW-Hang HW-Pull HW-Unit-B; do
     mkdir -p "$dir/hwtoken/control/$token"
 done
 
+# The OCSP responder's certificate: issued by the intermediate for OCSP signing only (RFC 6960
+# section 4.2.2.2), run with: openssl ocsp -index DIR/ca/intermediate.db/index.txt -CA
+# DIR/ca/intermediate.pem -rsigner DIR/certs/ocsp.pem -rkey DIR/certs/ocsp.key -port 18081
+cat >"$work/ocsp-ext.cnf" <<EOF
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = OCSPSigning
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+openssl req -new -utf8 -config "$dir/ca/intermediate.cnf" -newkey rsa:2048 -nodes \
+    -keyout "$dir/certs/ocsp.key" -out "$work/ocsp.csr" -subj "/C=VN/O=Ban Cơ yếu Chính phủ (TEST)/CN=TEST OCSP" 2>/dev/null
+openssl ca -batch -notext -config "$dir/ca/intermediate.cnf" -extfile "$work/ocsp-ext.cnf" \
+    -in "$work/ocsp.csr" -out "$dir/certs/ocsp.pem" 2>/dev/null
+
 openssl ca -config "$dir/ca/intermediate.cnf" -revoke "$dir/certs/revoked.pem" -crl_reason keyCompromise 2>/dev/null
 openssl ca -config "$dir/ca/intermediate.cnf" -gencrl -out "$dir/ca/intermediate.crl.pem" 2>/dev/null
 openssl ca -config "$dir/ca/root.cnf" -gencrl -out "$dir/ca/root.crl.pem" 2>/dev/null
@@ -258,6 +278,8 @@ openssl crl -in "$dir/ca/intermediate.crl.pem" -outform DER -out "$dir/crl/inter
 openssl crl -in "$dir/ca/root.crl.pem" -outform DER -out "$dir/crl/root.crl"
 
 cp "$dir/ca/intermediate.pem" "$dir/ca/chain.pem"
+# What the CA's web server publishes: the CRLs (crl/) and the intermediate (ca/, CA issuers).
+openssl x509 -in "$dir/ca/intermediate.pem" -outform DER -out "$dir/ca/intermediate.der"
 cat >"$dir/env" <<EOF
 SOFTHSM2_CONF=$dir/softhsm2.conf
 SOFTHSM2_MODULE=$module

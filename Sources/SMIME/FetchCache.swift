@@ -61,7 +61,8 @@ final class FetchCache: @unchecked Sendable {
     private let condition = NSCondition()
     private var items: [String: Item] = [:]
     private var failures: [String: Failure] = [:]
-    private var inFlight: Set<String> = []
+    /// Downloads under way, and when each started.
+    private var inFlight: [String: Date] = [:]
     private var refreshers: [String: @Sendable () throws -> Item] = [:]
 
     private static let shared = Mutex<[String: FetchCache]>([:])
@@ -113,9 +114,14 @@ final class FetchCache: @unchecked Sendable {
     }
 
     func isInFlight(_ key: String) -> Bool {
+        startOfFlight(key) != nil
+    }
+
+    /// When the download of `key` under way started, if one is.
+    func startOfFlight(_ key: String) -> Date? {
         condition.lock()
         defer { condition.unlock() }
-        return inFlight.contains(key)
+        return inFlight[key]
     }
 
     /// Starts fetching `key` on a thread of its own, unless it is in flight or backing off.
@@ -124,9 +130,9 @@ final class FetchCache: @unchecked Sendable {
     func start(_ key: String, refresh: Bool = true, _ download: @escaping @Sendable () throws -> Item) {
         condition.lock()
         defer { condition.unlock() }
-        if inFlight.contains(key) { return }
+        if inFlight[key] != nil { return }
         if let failure = failures[key], failure.retryAt > Date() { return }
-        inFlight.insert(key)
+        inFlight[key] = Date()
         if refresh { refreshers[key] = download }
         let thread = Thread { [self] in
             let result = Result { try download() }
@@ -138,7 +144,7 @@ final class FetchCache: @unchecked Sendable {
 
     private func finish(_ key: String, _ result: Result<Item, any Error>) {
         condition.lock()
-        inFlight.remove(key)
+        inFlight[key] = nil
         switch result {
         case .success(let item):
             items[key] = item
@@ -177,12 +183,12 @@ final class FetchCache: @unchecked Sendable {
     func statuses() -> [Status] {
         condition.lock()
         defer { condition.unlock() }
-        let keys = Set(items.keys).union(failures.keys).union(inFlight)
+        let keys = Set(items.keys).union(failures.keys).union(inFlight.keys)
         return keys.sorted().map { key in
             Status(
                 key: key, fetchedAt: items[key]?.fetchedAt, validUntil: items[key]?.validUntil,
                 failures: failures[key]?.count ?? 0, lastError: failures[key]?.error, retryAt: failures[key]?.retryAt,
-                inFlight: inFlight.contains(key))
+                inFlight: inFlight[key] != nil)
         }
     }
 

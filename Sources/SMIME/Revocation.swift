@@ -42,7 +42,10 @@ struct Revocation {
         let plans = links.map { plan(for: $0) }
         if mode == .ocsp {
             for plan in plans { for query in plan.ocsp { startOCSP(query, verify: verifyOCSP) } }
-            cache.wait(until: deadline) { plans.allSatisfy { $0.ocsp.isEmpty || ocspAnswer($0) != nil || ocspSettled($0) } }
+            let keys = plans.flatMap { $0.ocsp.map(\.key) }
+            cache.wait(until: waitingEnd(keys, deadline)) {
+                plans.allSatisfy { $0.ocsp.isEmpty || ocspAnswer($0) != nil || ocspSettled($0) }
+            }
         }
         // CRLs for every link still undecided, all at once.
         for (index, plan) in plans.enumerated() where mode != .ocsp || ocspAnswer(plan) == nil {
@@ -50,13 +53,22 @@ struct Revocation {
                 for url in plan.distributionPoints { startCRL(url, link: links[index]) }
             }
         }
-        cache.wait(until: deadline) {
+        cache.wait(until: waitingEnd(plans.flatMap(\.distributionPoints), deadline)) {
             plans.enumerated().allSatisfy { index, plan in
                 (mode == .ocsp && ocspAnswer(plan) != nil) || usableCRL(for: links[index], plan: plan) != nil
                     || crlSettled(plan)
             }
         }
         return plans.enumerated().map { index, plan in standing(links[index], plan) }
+    }
+
+    /// How long to wait for the downloads of `keys`: no later than the message's deadline, and
+    /// no later than the budget after the oldest of them started. A download that was already
+    /// under way for a whole budget (a silent server) is not waited for again.
+    private func waitingEnd(_ keys: [String], _ deadline: Date) -> Date {
+        let ends = keys.compactMap { cache.startOfFlight($0)?.addingTimeInterval(budget) }
+        guard let latest = ends.max() else { return deadline }
+        return min(deadline, latest)
     }
 
     // MARK: what each link needs

@@ -96,9 +96,9 @@ public struct Verifier: Sendable {
         }
         let chain = trust.verifyChain(leaf: leaf, messageCertificates: messageCertificates)
         verdict.chain = chain.chain
+        verdict.reason = chain.reason  // for a pass, what was not checked or is stale
         if chain.result != .pass {
             verdict.result = chain.result
-            verdict.reason = chain.reason
             return verdict
         }
 

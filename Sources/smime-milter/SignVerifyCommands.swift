@@ -128,8 +128,11 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .long, help: "Directory of CRLs (PEM or DER).")
     var crlDirectory: String?
 
-    @Option(name: .long, help: "Revocation check: none, crl or crl+fetch.")
+    @Option(name: .long, help: "Revocation check: none, crl, crl+fetch or ocsp.")
     var revocation: String = "none"
+
+    @Option(name: .long, help: "Seconds to wait in total for revocation data.")
+    var fetchTimeout: Int = 5
 
     @Option(name: .long, help: "The authserv-id written into Authentication-Results.")
     var authservID: String = "localhost"
@@ -146,7 +149,7 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         try runReportingFailure("verify") {
             guard let check = RevocationCheck(rawValue: revocation) else {
-                throw CommandFailure("unknown revocation check \(revocation); use none, crl or crl+fetch")
+                throw CommandFailure("unknown revocation check \(revocation); use none, crl, crl+fetch or ocsp")
             }
             var authservID = self.authservID
             let store: TrustStore
@@ -156,7 +159,8 @@ struct VerifyCommand: ParsableCommand {
                 store = try SignerLoader.trustStore(configuration)
             } else {
                 store = try TrustStore(
-                    anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check)
+                    anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check,
+                    fetchTimeout: fetchTimeout)
             }
             let message = try Message(bytes: readInput(input))
             let author = from ?? Verification.authorAddress(message.root.headers)

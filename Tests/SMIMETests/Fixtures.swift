@@ -25,6 +25,18 @@ enum Fixtures {
             chainFile: pki.path("ca/chain.pem"))
     }
 
+    static let entity = Array("Content-Type: text/plain; charset=us-ascii\r\n\r\nBao cao thang 11.\r\n".utf8)
+
+    /// A message signed with a file-only certificate of the test PKI, From set to its address;
+    /// without `chain` the intermediate is left out of the signature.
+    static func signed(by name: String, from: String, chain: Bool = true) throws -> [UInt8] {
+        let signer = try PEMKeySigner(
+            keyFile: pki.path("certs/\(name).key"), certificateFile: pki.path("certs/\(name).pem"),
+            chainFile: chain ? pki.path("ca/chain.pem") : nil)
+        let signature = try CMSSigning.sign(content: entity, signer: signer)
+        return wrap(content: entity, signature: signature, from: from)
+    }
+
     static func verifier(revocation: RevocationCheck = .crl, fetchTimeout: Int = 2) throws -> Verifier {
         Verifier(
             trust: try TrustStore(

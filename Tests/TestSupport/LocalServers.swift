@@ -27,3 +27,46 @@ public final class SilentServer: @unchecked Sendable {
     public func close() { Glibc.close(socketDescriptor) }
 }
 
+
+/// The tests' certificate authority web server (`ca_server.py`) on 127.0.0.1: CRLs and CA
+/// certificates from a directory, OCSP answered by `openssl ocsp`, or a canned answer.
+public final class CAServer: @unchecked Sendable {
+    private let process: Process
+
+    /// - Parameter arguments: `ca_server.py` options after `--port`.
+    public init(port: UInt16, _ arguments: [String]) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", TestPKI.repositoryRoot + "/Tests/TestSupport/ca_server.py", "--port", "\(port)"]
+            + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let ready = output.fileHandleForReading.readDataToEndOfFile()
+        guard String(decoding: ready, as: UTF8.self).contains("ready") else {
+            process.terminate()
+            throw NSError(
+                domain: "CAServer", code: 1, userInfo: [NSLocalizedDescriptionKey: "ca_server.py did not start on \(port)"])
+        }
+    }
+
+    /// Serves the PKI's published files: `crl/` and `ca/`.
+    public static func publishing(_ pki: TestPKI, port: UInt16 = 18080, delay: Double = 0) throws -> CAServer {
+        try CAServer(port: port, ["--root", pki.directory, "--delay", "\(delay)"])
+    }
+
+    /// `openssl ocsp` as the intermediate CA's responder, with the PKI's responder certificate
+    /// unless another signer is given (one the CA did not authorise, for the negative case).
+    public static func ocsp(_ pki: TestPKI, port: UInt16 = 18081, signer: String = "ocsp") throws -> CAServer {
+        try CAServer(port: port, [
+            "--ocsp-index", pki.path("ca/intermediate.db/index.txt"), "--ocsp-ca", pki.path("ca/intermediate.pem"),
+            "--ocsp-signer", pki.path("certs/\(signer).pem"), "--ocsp-key", pki.path("certs/\(signer).key"),
+        ])
+    }
+
+    public func stop() {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
