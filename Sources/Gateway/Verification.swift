@@ -1,10 +1,13 @@
+public import Foundation
 public import MIME
 public import SMIME
 
 /// Verifying a whole message: MIME finds the signed content, SMIME checks it.
 public enum Verification {
-    /// The verdict for a parsed message; `from` is the RFC 5322 From address.
+    /// The verdict for a parsed message; `from` is the RFC 5322 From address. The Date header
+    /// is compared with the signing time.
     public static func verify(message: Message, from: String?, verifier: Verifier) -> Verdict {
+        let date = message.root.headers.first(where: { $0.hasName("Date") }).flatMap { MessageDate.parse($0.value) }
         let signed: SignedContent?
         do {
             signed = try SignedContent.find(in: message)
@@ -15,9 +18,9 @@ public enum Verification {
         case nil:
             return Verdict(result: .none, reason: "the message is not signed")
         case .detached(let content, let signature, let part):
-            return verifier.verify(cms: signature, detachedContent: content, from: from, part: part)
+            return verifier.verify(cms: signature, detachedContent: content, from: from, date: date, part: part)
         case .opaque(let cms, let part):
-            return verifier.verify(cms: cms, detachedContent: nil, from: from, part: part)
+            return verifier.verify(cms: cms, detachedContent: nil, from: from, date: date, part: part)
         }
     }
 
@@ -68,5 +71,28 @@ public enum Address {
     private static func clean(_ text: String) -> String? {
         let candidate = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).last.map(String.init) ?? ""
         return candidate.contains("@") ? candidate : nil
+    }
+}
+
+/// RFC 5322 section 3.3 dates, with the obsolete forms of section 4.3 that mail still carries
+/// (no day of week, no seconds, named zones, a trailing comment such as "(ICT)").
+public enum MessageDate {
+    private static let formats = [
+        "EEE, d MMM yyyy HH:mm:ss Z", "d MMM yyyy HH:mm:ss Z", "EEE, d MMM yyyy HH:mm Z", "d MMM yyyy HH:mm Z",
+        "EEE, d MMM yyyy HH:mm:ss zzz", "d MMM yyyy HH:mm:ss zzz", "EEE, d MMM yy HH:mm:ss Z",
+    ]
+
+    public static func parse(_ value: String) -> Date? {
+        var text = value
+        if let comment = text.firstIndex(of: "(") { text = String(text[..<comment]) }
+        text = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" }).joined(separator: " ")
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        for format in formats {
+            formatter.dateFormat = format
+            if let date = formatter.date(from: text) { return date }
+        }
+        return nil
     }
 }

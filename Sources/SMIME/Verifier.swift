@@ -1,29 +1,38 @@
 internal import COpenSSL
-import Foundation
+public import Foundation
 
 /// Verifies S/MIME signatures (RFC 8551) against a `TrustStore` and turns every outcome into a
-/// `Verdict`. Checks, in this order, so that the most serious problem is the one reported:
-/// the CMS structure (`permerror`), the signature over the exact bytes (`fail`), the chain to
-/// an anchor with validity now and revocation (`fail` when revoked, `temperror` when the
-/// revocation source is unreachable, `policy` otherwise), key usage digitalSignature or
-/// nonRepudiation and extended key usage emailProtection when present (`policy`), validity at
-/// signing time (`policy`), and the signer's address against From (`policy`).
+/// `Verdict`. First the CMS structure (`permerror`) and every signature over the exact bytes
+/// (`fail`); then each signer in turn goes through `checks`, in order, and the first check that
+/// objects names the problem (see `SignerCheck`). The message passes when one signer passes; else
+/// the verdict is that of the signer whose address is the From address, or of the first.
 public struct Verifier: Sendable {
     public let trust: TrustStore
+    /// How far the signing time may be from the message's Date header (Thunderbird allows an hour).
+    public let signingTimeSkew: TimeInterval
 
-    public init(trust: TrustStore) {
+    public init(trust: TrustStore, signingTimeSkew: TimeInterval = 3600) {
         self.trust = trust
+        self.signingTimeSkew = signingTimeSkew
+    }
+
+    /// The checks each signer goes through, most serious first.
+    var checks: [any SignerCheck] {
+        [ChainCheck(trust: trust), KeyUsageCheck(), SigningTimeValidityCheck(), SigningTimeSkewCheck(skew: signingTimeSkew),
+         AddressCheck()]
     }
 
     /// Verifies DER CMS SignedData; `detachedContent` is the signed bytes when not inside;
-    /// `part` is copied into the verdict.
-    public func verify(cms der: [UInt8], detachedContent: [UInt8]?, from: String?, part: String? = nil) -> Verdict {
-        var verdict = check(cms: der, detachedContent: detachedContent, from: from)
+    /// `date` is the message's Date header; `part` is copied into the verdict.
+    public func verify(cms der: [UInt8], detachedContent: [UInt8]?, from: String?, date: Date? = nil, part: String? = nil)
+        -> Verdict
+    {
+        var verdict = check(cms: der, detachedContent: detachedContent, from: from, date: date)
         verdict.part = part
         return verdict
     }
 
-    private func check(cms der: [UInt8], detachedContent: [UInt8]?, from: String?) -> Verdict {
+    private func check(cms der: [UInt8], detachedContent: [UInt8]?, from: String?, date: Date?) -> Verdict {
         defer { ERR_clear_error() }
         let parsed = der.withUnsafeBufferPointer { buffer -> OpaquePointer? in
             var cursor = buffer.baseAddress
@@ -40,7 +49,7 @@ public struct Verifier: Sendable {
             return Verdict(result: .permerror, reason: "the SignedData has no signer")
         }
 
-        // MARK: the signature over the exact bytes
+        // MARK: every signature over the exact bytes
         let extra = OPENSSL_sk_new_null()
         defer { OPENSSL_sk_free(extra) }
         for certificate in trust.intermediates { OPENSSL_sk_push(extra, UnsafeRawPointer(certificate.pointer)) }
@@ -67,20 +76,8 @@ public struct Verifier: Sendable {
             return Verdict(result: .neutral, reason: "the signer's certificate is not in the message")
         }
         defer { OPENSSL_sk_free(signers) }
-        guard let leafRaw = OPENSSL_sk_value(signers, 0) else {
-            return Verdict(result: .neutral, reason: "the signer's certificate is not in the message")
-        }
-        let leaf = OpaquePointer(leafRaw)
-        var verdict = Verdict(result: .pass)
-        guard let certificate = try? Certificate(leaf) else {
-            return Verdict(result: .neutral, reason: "the signer's certificate cannot be read")
-        }
-        verdict.describe(certificate)
-        if let signerInfo = OPENSSL_sk_value(signerInfos, 0) {
-            verdict.signingTime = Self.signingTime(OpaquePointer(signerInfo))
-        }
 
-        // MARK: the chain
+        // MARK: each signer through the checks
         var messageCertificates: [OpaquePointer] = []
         let certificates = CMS_get1_certs(cms)
         defer {
@@ -94,30 +91,42 @@ public struct Verifier: Sendable {
                 if let raw = OPENSSL_sk_value(certificates, index) { messageCertificates.append(OpaquePointer(raw)) }
             }
         }
-        let chain = trust.verifyChain(leaf: leaf, messageCertificates: messageCertificates)
-        verdict.chain = chain.chain
-        verdict.reason = chain.reason  // for a pass, what was not checked or is stale
-        if chain.result != .pass {
-            verdict.result = chain.result
-            return verdict
+        var verdicts: [Verdict] = []
+        for index in 0..<OPENSSL_sk_num(signers) {
+            guard let leafRaw = OPENSSL_sk_value(signers, index) else { continue }
+            let signerInfo = OPENSSL_sk_value(signerInfos, index).map { OpaquePointer($0) }
+            let verdict = judge(
+                SignerFacts(
+                    leaf: OpaquePointer(leafRaw), signingTime: signerInfo.flatMap(Self.signingTime),
+                    messageCertificates: messageCertificates, from: from, date: date))
+            if verdict.result == .pass { return verdict }
+            verdicts.append(verdict)
         }
+        if let from, let matching = verdicts.first(where: { Self.matches(from, $0.emailAddresses) }) {
+            return matching
+        }
+        return verdicts.first ?? Verdict(result: .neutral, reason: "the signer's certificate is not in the message")
+    }
 
-        // MARK: usage, signing time, address
-        if let problem = Self.usageProblem(leaf) {
-            verdict.result = .policy
-            verdict.reason = problem
-            return verdict
+    /// One signer's verdict: described, then the first check that objects.
+    private func judge(_ facts: SignerFacts) -> Verdict {
+        guard let certificate = try? Certificate(facts.leaf) else {
+            return Verdict(result: .neutral, reason: "the signer's certificate cannot be read")
         }
-        if let time = verdict.signingTime, time < certificate.notBefore || time > certificate.notAfter {
-            verdict.result = .policy
-            verdict.reason = "signed at \(time) outside the certificate's validity"
-            return verdict
-        }
-        if let from, !Self.matches(from, certificate.emailAddresses) {
-            verdict.result = .policy
-            let addresses = certificate.emailAddresses.isEmpty ? "none" : certificate.emailAddresses.joined(separator: ", ")
-            verdict.reason = "the signer's address (\(addresses)) is not the From address \(from)"
-            return verdict
+        var verdict = Verdict(result: .pass)
+        verdict.describe(certificate)
+        verdict.signingTime = facts.signingTime
+        var facts = facts
+        facts.certificate = certificate
+        for check in checks {
+            let outcome = check.check(facts)
+            if let chain = outcome.chain { verdict.chain = chain }
+            if let note = outcome.note { verdict.reason = note }
+            if let result = outcome.result {
+                verdict.result = result
+                verdict.reason = outcome.reason
+                return verdict
+            }
         }
         return verdict
     }
@@ -166,5 +175,96 @@ public struct Verifier: Sendable {
         let type = value.pointee.type
         guard type == V_ASN1_UTCTIME || type == V_ASN1_GENERALIZEDTIME else { return nil }
         return Certificate.date(UnsafePointer(value.pointee.value.utctime))
+    }
+}
+
+// MARK: - the checks
+
+/// What the checks of one signer look at.
+struct SignerFacts {
+    let leaf: OpaquePointer
+    let signingTime: Date?
+    let messageCertificates: [OpaquePointer]
+    let from: String?
+    /// The message's Date header.
+    let date: Date?
+    var certificate: Certificate?
+}
+
+/// What a check found: nothing (`result` nil), or the result and reason it sets; a chain and a
+/// note may come with either.
+struct CheckOutcome {
+    var result: Verdict.Result?
+    var reason = ""
+    var chain: [String]?
+    var note: String?
+
+    static let fine = CheckOutcome()
+    static func objects(_ result: Verdict.Result, _ reason: String) -> CheckOutcome {
+        CheckOutcome(result: result, reason: reason)
+    }
+}
+
+/// One rule a signer must meet; the verifier runs them in order and the first that objects
+/// names itself in the verdict.
+protocol SignerCheck: Sendable {
+    func check(_ facts: SignerFacts) -> CheckOutcome
+}
+
+/// The chain to a trust anchor, validity now, and revocation (`TrustStore.verifyChain`).
+struct ChainCheck: SignerCheck {
+    let trust: TrustStore
+
+    func check(_ facts: SignerFacts) -> CheckOutcome {
+        let chain = trust.verifyChain(leaf: facts.leaf, messageCertificates: facts.messageCertificates)
+        var outcome = chain.result == .pass ? CheckOutcome.fine : .objects(chain.result, chain.reason)
+        outcome.chain = chain.chain
+        if chain.result == .pass && !chain.reason.isEmpty { outcome.note = chain.reason }
+        return outcome
+    }
+}
+
+/// Key usage digitalSignature or nonRepudiation (Government unit certificates carry
+/// nonRepudiation only); extended key usage, when present, emailProtection.
+struct KeyUsageCheck: SignerCheck {
+    func check(_ facts: SignerFacts) -> CheckOutcome {
+        Verifier.usageProblem(facts.leaf).map { .objects(.policy, $0) } ?? .fine
+    }
+}
+
+/// The signing time inside the certificate's validity.
+struct SigningTimeValidityCheck: SignerCheck {
+    func check(_ facts: SignerFacts) -> CheckOutcome {
+        guard let time = facts.signingTime, let certificate = facts.certificate,
+            time < certificate.notBefore || time > certificate.notAfter
+        else { return .fine }
+        return .objects(.policy, "signed at \(time) outside the certificate's validity")
+    }
+}
+
+/// The signing time near the message's Date header: Thunderbird shows a signature whose signing
+/// time is more than an hour from Date as not valid, so the recipient is told the same here.
+struct SigningTimeSkewCheck: SignerCheck {
+    let skew: TimeInterval
+
+    func check(_ facts: SignerFacts) -> CheckOutcome {
+        guard let time = facts.signingTime, let date = facts.date, abs(time.timeIntervalSince(date)) > skew else {
+            return .fine
+        }
+        let minutes = Int(abs(time.timeIntervalSince(date)) / 60)
+        return .objects(
+            .policy,
+            "the signing time is \(minutes) minutes from the message's Date header (more than \(Int(skew / 60)) allowed)")
+    }
+}
+
+/// The signer's e-mail address (subjectAltName rfc822Name, else emailAddress) is the From address.
+struct AddressCheck: SignerCheck {
+    func check(_ facts: SignerFacts) -> CheckOutcome {
+        guard let from = facts.from, let certificate = facts.certificate,
+            !Verifier.matches(from, certificate.emailAddresses)
+        else { return .fine }
+        let addresses = certificate.emailAddresses.isEmpty ? "none" : certificate.emailAddresses.joined(separator: ", ")
+        return .objects(.policy, "the signer's address (\(addresses)) is not the From address \(from)")
     }
 }

@@ -153,9 +153,11 @@ struct VerifyCommand: ParsableCommand {
             }
             var authservID = self.authservID
             let store: TrustStore
+            var skew = 3600
             if let config {
                 let configuration = try Configuration.load(path: config)
                 authservID = configuration.authservID
+                skew = configuration.signingTimeSkew
                 store = try SignerLoader.trustStore(configuration)
             } else {
                 store = try TrustStore(
@@ -164,7 +166,8 @@ struct VerifyCommand: ParsableCommand {
             }
             let message = try Message(bytes: readInput(input))
             let author = from ?? Verification.authorAddress(message.root.headers)
-            let verdict = Verification.verify(message: message, from: author, verifier: Verifier(trust: store))
+            let verdict = Verification.verify(
+                message: message, from: author, verifier: Verifier(trust: store, signingTimeSkew: Double(skew)))
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

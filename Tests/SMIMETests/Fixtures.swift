@@ -10,8 +10,18 @@ enum Fixtures {
     static let pki = TestPKI.shared
     static let tools = IndependentTools.shared
 
+    /// A corpus message, its Date header set to now: signed now, it must not read as signed
+    /// long after it was written (`SigningTimeSkewCheck`).
     static func corpus(_ name: String) throws -> [UInt8] {
-        Array(try Data(contentsOf: URL(fileURLWithPath: TestPKI.repositoryRoot + "/Tests/MIMETests/Corpus/" + name)))
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: TestPKI.repositoryRoot + "/Tests/MIMETests/Corpus/" + name)))
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "EEE, d MMM yyyy HH:mm:ss Z"
+        let marker = Array("\r\nDate: ".utf8)
+        guard let start = bytes.firstRange(of: marker)?.upperBound,
+            let end = bytes[start...].firstRange(of: Array("\r\n".utf8))?.lowerBound
+        else { return bytes }
+        return Array(bytes[..<start]) + Array(formatter.string(from: Date()).utf8) + Array(bytes[end...])
     }
 
     static func tokenSigner(_ token: String, _ object: String, scheme: SignatureScheme? = nil) throws -> TokenSigner {

@@ -85,6 +85,51 @@ import Token
         #expect(try Fixtures.verdict(Fixtures.corpus("05-pdf-attachment.eml")).result == .none)
     }
 
+    // MARK: the signing time and several signers
+
+    /// Thunderbird shows a signature whose signing time is more than an hour from the Date
+    /// header as not valid; so does the verdict, with the reason.
+    @Test func aSigningTimeFarFromTheDateHeaderIsPolicy() throws {
+        let message = try signed(by: "vanphong", from: "vanphong.ubnd@dienbien.gov.vn")
+        let now = Array("Date: \(Self.rfc5322(Date()))\r\n".utf8) + message
+        #expect(try Fixtures.verdict(now).result == .pass)
+        let old = Array("Date: \(Self.rfc5322(Date(timeIntervalSinceNow: -2 * 3600)))\r\n".utf8) + message
+        let verdict = try Fixtures.verdict(old)
+        #expect(verdict.result == .policy)
+        #expect(verdict.reason.contains("minutes from the message's Date header"), "\(verdict.reason)")
+        #expect(MessageDate.parse("Sun, 29 Nov 2026 20:53:36 +0700 (ICT)") == Date(timeIntervalSince1970: 1795960416))
+        #expect(MessageDate.parse("29 Nov 2026 13:53 GMT") != nil)
+    }
+
+    static func rfc5322(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "EEE, d MMM yyyy HH:mm:ss Z"
+        return formatter.string(from: date)
+    }
+
+    /// Two signers, the first from an untrusted CA: the message passes on the second, which the
+    /// headers then name.
+    @Test func everySignerIsCheckedAndOneGoodSignerPasses() throws {
+        let directory = try Fixtures.pki.temporaryDirectory("two-signers")
+        try Data(Self.entity).write(to: URL(fileURLWithPath: directory + "/content"))
+        let pki = Fixtures.pki
+        let made = try TestPKI.run([
+            "openssl", "cms", "-sign", "-binary", "-in", directory + "/content", "-outform", "DER", "-out",
+            directory + "/signature", "-signer", pki.path("certs/untrusted.pem"), "-inkey", pki.path("certs/untrusted.key"),
+            "-signer", pki.path("certs/vanphong.pem"), "-inkey", pki.path("certs/vanphong.key"), "-certfile",
+            pki.path("ca/chain.pem"),
+        ])
+        #expect(made.status == 0, "\(made.output)")
+        let signature = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/signature")))
+        let both = try Fixtures.verdict(Fixtures.wrap(content: Self.entity, signature: signature))
+        #expect(both.result == .pass, "\(both.reason)")
+        #expect(both.emailAddresses == ["vanphong.ubnd@dienbien.gov.vn"])
+        let untrustedOnly = try Fixtures.verdict(
+            Fixtures.wrap(content: Self.entity, signature: signature, from: "stttt@dienbien.gov.vn"))
+        #expect(untrustedOnly.result == .policy && untrustedOnly.reason.contains("not issued by a trusted CA"))
+    }
+
     // MARK: the Government CA profile
 
     static let vgca = TestPKI.repositoryRoot + "/Tests/SMIMETests/vgca/"
