@@ -1,5 +1,5 @@
 internal import COpenSSL
-import Foundation
+public import Foundation
 import Logging
 import Synchronization
 
@@ -35,6 +35,29 @@ final class FetchCache: @unchecked Sendable {
         /// When the data stops being current (nextUpdate); nil when it does not say.
         let validUntil: Date?
         let persist: Bool
+        /// For a CRL: the CA certificate it was checked against, kept with it so that it can be
+        /// fetched and checked again after a restart.
+        var issuer: X509Handle? = nil
+    }
+
+    /// Downloads the CRL at `url` and accepts it only when `issuer` issued it (name and signature).
+    static func crlDownload(_ url: String, issuer: X509Handle, timeout: Int, maximumBytes: Int)
+        -> @Sendable () throws -> Item
+    {
+        {
+            let bytes = try HTTPFetch.get(url, timeout: timeout, maximumBytes: maximumBytes)
+            guard let crl = CRLHandle.parse(bytes).first else {
+                throw SMIMEError("\(url) did not answer with a CRL", hint: "check the distribution point")
+            }
+            guard crl.isIssued(by: issuer.pointer) else {
+                throw SMIMEError(
+                    "the CRL at \(url) is not signed by \(Certificate.text(X509_get_subject_name(issuer.pointer)))",
+                    hint: "it is not used")
+            }
+            return Item(
+                value: .crl(crl), bytes: bytes, fetchedAt: Date(), validUntil: crl.nextUpdate, persist: true,
+                issuer: issuer)
+        }
     }
 
     /// What `smime-milter crl` shows for one URL.
@@ -76,14 +99,19 @@ final class FetchCache: @unchecked Sendable {
             return FetchCache(directory: nil, backoffBase: backoffBase, backoffCap: backoffCap, logger: logger)
         }
         return shared.withLock { all in
-            if let existing = all[directory] { return existing }
+            if let existing = all[directory] {
+                existing.loadFromDisk()
+                return existing
+            }
             let made = FetchCache(directory: directory, backoffBase: backoffBase, backoffCap: backoffCap, logger: logger)
             all[directory] = made
             return made
         }
     }
 
-    init(directory: String?, backoffBase: TimeInterval, backoffCap: TimeInterval, logger: Logger) {
+    init(
+        directory: String?, backoffBase: TimeInterval, backoffCap: TimeInterval, logger: Logger, refreshing: Bool = true
+    ) {
         self.backoffBase = backoffBase
         self.backoffCap = backoffCap
         self.logger = logger
@@ -93,7 +121,7 @@ final class FetchCache: @unchecked Sendable {
         }
         self.directory = directory.flatMap { FileManager.default.isWritableFile(atPath: $0) ? $0 : nil }
         loadFromDisk()
-        startRefresher()
+        if refreshing { startRefresher() }
     }
 
     // MARK: asking
@@ -150,6 +178,7 @@ final class FetchCache: @unchecked Sendable {
             items[key] = item
             if failures.removeValue(forKey: key) != nil {
                 logger.notice("fetched again after failures", metadata: ["smime.url": "\(key)"])
+                writeFailures()
             }
             if item.persist { write(key, item) }
         case .failure(let error):
@@ -159,6 +188,7 @@ final class FetchCache: @unchecked Sendable {
             let delay = min(backoffCap, backoffBase * pow(2, Double(failure.count - 1)))
             failure.retryAt = Date(timeIntervalSinceNow: delay)
             failures[key] = failure
+            writeFailures()
             logger.warning(
                 "fetch failed; not tried again for \(Int(delay)) s",
                 metadata: ["smime.url": "\(key)", "smime.error": "\(error)", "smime.failures": "\(failure.count)"])
@@ -201,6 +231,7 @@ final class FetchCache: @unchecked Sendable {
             while true {
                 Thread.sleep(forTimeInterval: 60)
                 guard let self else { return }
+                self.loadFromDisk()
                 self.refreshDue()
             }
         }
@@ -233,23 +264,49 @@ final class FetchCache: @unchecked Sendable {
         var key: String
         var fetchedAt: Date
         var validUntil: Date?
+        /// The issuing CA's certificate, DER.
+        var issuer: Data?
+    }
+
+    /// The failures, for `smime-milter crl` in another process (not reloaded: a restart tries
+    /// every source again).
+    struct FailureRecord: Codable {
+        var count: Int
+        var error: String
+        var retryAt: Date
+    }
+
+    private func writeFailures() {
+        guard let directory else { return }
+        let records = failures.mapValues { FailureRecord(count: $0.count, error: $0.error, retryAt: $0.retryAt) }
+        try? JSONEncoder().encode(records).write(to: URL(fileURLWithPath: directory + "/failures.json"), options: .atomic)
+    }
+
+    /// The failures another process recorded in `directory`.
+    static func recordedFailures(_ directory: String) -> [String: FailureRecord] {
+        guard let data = FileManager.default.contents(atPath: directory + "/failures.json") else { return [:] }
+        return (try? JSONDecoder().decode([String: FailureRecord].self, from: data)) ?? [:]
     }
 
     private func write(_ key: String, _ item: Item) {
         guard let base = fileBase(key) else { return }
         do {
             try Data(item.bytes).write(to: URL(fileURLWithPath: base + ".der"), options: .atomic)
-            let record = Record(key: key, fetchedAt: item.fetchedAt, validUntil: item.validUntil)
+            let issuer = item.issuer.flatMap { try? Certificate($0.pointer).der }.map { Data($0) }
+            let record = Record(key: key, fetchedAt: item.fetchedAt, validUntil: item.validUntil, issuer: issuer)
             try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: base + ".json"), options: .atomic)
         } catch {
             logger.error("cannot keep a fetched CRL on disk: \(error)", metadata: ["smime.url": "\(key)"])
         }
     }
 
-    /// CRLs kept by an earlier run. A file that does not parse is removed, with a log line.
-    private func loadFromDisk() {
+    /// CRLs on disk that are newer than what is in memory: kept by an earlier run, or fetched by
+    /// `smime-milter crl --refresh`. A file that does not parse is removed, with a log line.
+    func loadFromDisk() {
         guard let directory, let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
-        for name in names where name.hasSuffix(".json") {
+        condition.lock()
+        defer { condition.unlock() }
+        for name in names where name.hasSuffix(".json") && name != "failures.json" {
             let base = directory + "/" + name.dropLast(5)
             guard let data = FileManager.default.contents(atPath: base + ".json"),
                 let record = try? JSONDecoder().decode(Record.self, from: data),
@@ -261,9 +318,69 @@ final class FetchCache: @unchecked Sendable {
                 try? FileManager.default.removeItem(atPath: base + ".der")
                 continue
             }
+            if let known = items[record.key], known.fetchedAt >= record.fetchedAt { continue }
+            let issuer = record.issuer.flatMap { try? X509Handle(der: Array($0)) }
             items[record.key] = Item(
                 value: .crl(crl), bytes: Array(der), fetchedAt: record.fetchedAt, validUntil: record.validUntil,
-                persist: true)
+                persist: true, issuer: issuer)
+            if let issuer, refreshers[record.key] == nil {
+                refreshers[record.key] = Self.crlDownload(
+                    record.key, issuer: issuer, timeout: 30, maximumBytes: 64 << 20)
+            }
+        }
+    }
+}
+
+// MARK: - for the command line
+
+/// The CRL cache under a state directory, as `smime-milter crl` shows and refreshes it.
+public enum CRLCache {
+    public struct Entry: Sendable {
+        public let url: String
+        public let issuer: String?
+        public let fetchedAt: Date?
+        public let nextUpdate: Date?
+        public let revokedCount: Int
+        public let bytes: Int
+        public let failures: Int
+        public let lastError: String?
+        public let retryAt: Date?
+    }
+
+    /// What is kept in `directory` and what failed last, by URL.
+    public static func entries(directory: String) -> [Entry] {
+        let cache = FetchCache(directory: directory, backoffBase: 30, backoffCap: 900, logger: Logger(label: "crl"), refreshing: false)
+        let failures = FetchCache.recordedFailures(directory)
+        let keys = Set(cache.statuses().map(\.key)).union(failures.keys).sorted()
+        return keys.map { key in
+            let item = cache.item(key)
+            var issuer: String?
+            var count = 0
+            if let item, case .crl(let crl) = item.value {
+                issuer = Certificate.text(X509_CRL_get_issuer(crl.pointer))
+                count = max(0, Int(OPENSSL_sk_num(X509_CRL_get_REVOKED(crl.pointer))))
+            }
+            return Entry(
+                url: key, issuer: issuer, fetchedAt: item?.fetchedAt, nextUpdate: item?.validUntil, revokedCount: count,
+                bytes: item?.bytes.count ?? 0, failures: failures[key]?.count ?? 0, lastError: failures[key]?.error,
+                retryAt: failures[key]?.retryAt)
+        }
+    }
+
+    /// Fetches every kept CRL again now, checked against the CA certificate kept with it; the
+    /// daemon takes the new files within a minute, or at once on reload.
+    public static func refresh(directory: String, timeout: Int = 15) -> [(url: String, outcome: String)] {
+        let cache = FetchCache(directory: directory, backoffBase: 60, backoffCap: 60, logger: Logger(label: "crl"), refreshing: false)
+        let keys = cache.statuses().map(\.key).filter { cache.item($0)?.issuer != nil }
+        for key in keys {
+            guard let issuer = cache.item(key)?.issuer else { continue }
+            cache.start(key, FetchCache.crlDownload(key, issuer: issuer, timeout: timeout, maximumBytes: 64 << 20))
+        }
+        cache.wait(until: Date(timeIntervalSinceNow: TimeInterval(timeout) + 5)) { keys.allSatisfy { !cache.isInFlight($0) } }
+        return keys.map { key in
+            if let failure = cache.failure(key) { return (key, "failed: \(failure.error)") }
+            let next = cache.item(key)?.validUntil.map { " (next update \(Revocation.day($0)))" } ?? ""
+            return (key, "fetched" + next)
         }
     }
 }

@@ -165,21 +165,10 @@ struct Revocation {
     }
 
     private func startCRL(_ url: String, link: Link) {
-        let maximumBytes = maximumBytes
-        let timeout = Self.downloadTimeout(budget)
-        cache.start(url) {
-            let bytes = try HTTPFetch.get(url, timeout: timeout, maximumBytes: maximumBytes)
-            guard let crl = CRLHandle.parse(bytes).first else {
-                throw SMIMEError("\(url) did not answer with a CRL", hint: "check the distribution point")
-            }
-            guard crl.isIssued(by: link.issuer.pointer) else {
-                throw SMIMEError(
-                    "the CRL at \(url) is not signed by \(Certificate.text(X509_get_subject_name(link.issuer.pointer)))",
-                    hint: "it is not used")
-            }
-            return FetchCache.Item(
-                value: .crl(crl), bytes: bytes, fetchedAt: Date(), validUntil: crl.nextUpdate, persist: true)
-        }
+        cache.start(
+            url,
+            FetchCache.crlDownload(
+                url, issuer: link.issuer, timeout: Self.downloadTimeout(budget), maximumBytes: maximumBytes))
     }
 
     /// Downloads go on after a message stops waiting, so that the next message finds them;

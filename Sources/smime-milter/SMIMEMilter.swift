@@ -12,7 +12,7 @@ struct SMIMEMilter: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             RunCommand.self, CheckConfigCommand.self, TokensCommand.self, SignCommand.self, VerifyCommand.self,
-            StatsCommand.self, BenchCommand.self,
+            StatsCommand.self, CRLCommand.self, BenchCommand.self,
         ]
     )
 }
