@@ -46,6 +46,9 @@ echo
 echo "== tokens: one unit's slow or hung token versus another unit's mail, through the milter protocol"
 python3 scripts/bench-tokens.py "$bin" "$demo"
 echo
+echo "== revocation: verification with a 5 MB CRL cached versus none; latency with the CA up, slow and down"
+python3 scripts/bench-revocation.py "$bin" "$demo"
+echo
 echo "== OpenSSL's own RSA-2048 signing rate on this machine (software key, for comparison)"
 openssl speed -seconds "$seconds" rsa2048 2>/dev/null | grep -E "^rsa 2048|^ *sign" || true
 echo

@@ -4,7 +4,7 @@ import Token
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure throughput.", subcommands: [TokenBench.self, MIMEBench.self, SMIMEBench.self])
+        commandName: "bench", abstract: "Measure throughput.", subcommands: [TokenBench.self, MIMEBench.self, SMIMEBench.self, RevocationBench.self])
 }
 
 /// Signatures per second through the session pool with 1, 2 and 4 threads, beside the raw
@@ -106,4 +106,15 @@ func row(_ label: String, _ figures: String...) -> String {
         return left ? text + fill : fill + text
     }
     return pad(label, 30, left: true) + figures.map { " " + pad($0, 12, left: false) }.joined()
+}
+
+/// Runs `work` over and over for `seconds`, at least once, and returns how many times a second.
+func rate(_ seconds: Double, _ work: () throws -> Void) rethrows -> Double {
+    let start = Date()
+    var count = 0
+    repeat {
+        try work()
+        count += 1
+    } while Date().timeIntervalSince(start) < seconds
+    return Double(count) / Date().timeIntervalSince(start)
 }

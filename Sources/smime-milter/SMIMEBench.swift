@@ -71,16 +71,6 @@ struct SMIMEBench: ParsableCommand {
     }
 
     /// Runs `work` for about `seconds` and returns how many times per second it ran.
-    private func rate(_ seconds: Double, _ work: () throws -> Void) rethrows -> Double {
-        let start = Date()
-        var count = 0
-        repeat {
-            try work()
-            count += 1
-        } while Date().timeIntervalSince(start) < seconds
-        return Double(count) / Date().timeIntervalSince(start)
-    }
-
     /// A message of about `size` octets: 8-bit Vietnamese text and a base64 attachment.
     static func message(size: Int) -> [UInt8] {
         let text = "Kính gửi Ủy ban nhân dân thị xã Mường Lay, Sở Thông tin và Truyền thông báo cáo.\r\n"
