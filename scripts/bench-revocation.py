@@ -8,7 +8,7 @@
 The CA is the demo PKI's intermediate; the large CRL is made by `openssl ca` from a copy of its
 database with the revoked entries added. Servers listen on 127.0.0.1:18080 only.
     scripts/bench-revocation.py BINARY DEMO_DIR
-Environment: BENCH_SECONDS (3), BENCH_MESSAGES (101), BENCH_CRL_ENTRIES (150000)."""
+Environment: BENCH_SECONDS (3), BENCH_REVOCATION_MESSAGES (101), BENCH_CRL_ENTRIES (150000)."""
 
 import json
 import os
@@ -21,7 +21,7 @@ from pathlib import Path
 
 binary, demo = str(Path(sys.argv[1]).resolve()), Path(sys.argv[2]).resolve()
 seconds = os.environ.get("BENCH_SECONDS", "3")
-messages = os.environ.get("BENCH_MESSAGES", "101")
+messages = os.environ.get("BENCH_REVOCATION_MESSAGES", "101")
 entries = int(os.environ.get("BENCH_CRL_ENTRIES", "150000"))
 repository = Path(__file__).resolve().parents[1]
 work = Path(tempfile.mkdtemp(prefix="smime-milter-bench-revocation-"))
