@@ -242,8 +242,7 @@ struct Revocation {
             guard let descriptionRaw = OPENSSL_sk_value(access, index) else { continue }
             let description = descriptionRaw.assumingMemoryBound(to: ACCESS_DESCRIPTION.self)
             guard OBJ_obj2nid(description.pointee.method) == method, let location = description.pointee.location,
-                location.pointee.type == GEN_URI,
-                let uri = Certificate.utf8(location.pointee.d.uniformResourceIdentifier), uri.hasPrefix("http://")
+                let uri = httpURI(location)
             else { continue }
             urls.append(uri)
         }
@@ -251,17 +250,17 @@ struct Revocation {
     }
 
     private static func httpURIs(_ names: OpaquePointer) -> [String] {
-        var urls: [String] = []
-        for index in 0..<OPENSSL_sk_num(names) {
-            guard let generalRaw = OPENSSL_sk_value(names, index) else { continue }
-            let general = generalRaw.assumingMemoryBound(to: GENERAL_NAME.self)
-            if general.pointee.type == GEN_URI, let uri = Certificate.utf8(general.pointee.d.uniformResourceIdentifier),
-                uri.hasPrefix("http://")
-            {
-                urls.append(uri)
-            }
+        (0..<OPENSSL_sk_num(names)).compactMap { index in
+            OPENSSL_sk_value(names, index).flatMap { httpURI($0.assumingMemoryBound(to: GENERAL_NAME.self)) }
         }
-        return urls
+    }
+
+    /// A general name's URI when it is an http:// address (the only scheme fetched).
+    private static func httpURI(_ name: UnsafeMutablePointer<GENERAL_NAME>) -> String? {
+        guard name.pointee.type == GEN_URI, let uri = Certificate.utf8(name.pointee.d.uniformResourceIdentifier),
+            uri.hasPrefix("http://")
+        else { return nil }
+        return uri
     }
 
     static func day(_ date: Date) -> String {

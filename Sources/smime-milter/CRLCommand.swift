@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Gateway
 import SMIME
 
 /// What the revocation cache holds, what failed and when it is tried again; refresh on demand.
@@ -24,21 +23,9 @@ struct CRLCommand: ParsableCommand {
     var refresh = false
 
     func run() throws {
-        let cache: String
-        if let directory {
-            cache = directory
-        } else {
-            do {
-                cache = try Configuration.load(path: config).stateDirectory + "/crl-cache"
-            } catch {
-                printError("smime-milter crl: \(error)")
-                throw ExitCode(exitUsage)
-            }
-        }
-        guard FileManager.default.fileExists(atPath: cache) else {
-            printError("smime-milter crl: \(cache) does not exist yet; the daemon creates it with the first CRL it fetches")
-            throw ExitCode(exitUsage)
-        }
+        let cache = try stateFile(
+            "crl-cache", given: directory, config: config, command: "crl",
+            missing: "the daemon creates it with the first CRL it fetches")
         if refresh {
             let outcomes = CRLCache.refresh(directory: cache)
             for (url, outcome) in outcomes { print("\(url): \(outcome)") }

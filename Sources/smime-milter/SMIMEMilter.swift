@@ -96,21 +96,9 @@ struct StatsCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let path: String
-        if let file {
-            path = file
-        } else {
-            do {
-                path = try Configuration.load(path: config).stateDirectory + "/statistics.json"
-            } catch {
-                printError("smime-milter stats: \(error)")
-                throw ExitCode(exitUsage)
-            }
-        }
-        guard FileManager.default.fileExists(atPath: path) else {
-            printError("smime-milter stats: \(path) does not exist yet; the daemon writes it every minute and at exit")
-            throw ExitCode(exitUsage)
-        }
+        let path = try stateFile(
+            "statistics.json", given: file, config: config, command: "stats",
+            missing: "the daemon writes it every minute and at exit")
         if json {
             print(String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self))
             return
@@ -122,3 +110,24 @@ struct StatsCommand: ParsableCommand {
     }
 }
 
+
+/// A file under the configuration's StateDirectory (or `given`), which must exist; a clear error
+/// and the usage exit status otherwise.
+func stateFile(_ name: String, given: String?, config: String, command: String, missing: String) throws -> String {
+    let path: String
+    if let given {
+        path = given
+    } else {
+        do {
+            path = try Configuration.load(path: config).stateDirectory + "/" + name
+        } catch {
+            printError("smime-milter \(command): \(error)")
+            throw ExitCode(exitUsage)
+        }
+    }
+    guard FileManager.default.fileExists(atPath: path) else {
+        printError("smime-milter \(command): \(path) does not exist yet; \(missing)")
+        throw ExitCode(exitUsage)
+    }
+    return path
+}
