@@ -81,7 +81,8 @@ public final class PEMKeySigner: Signer, @unchecked Sendable {
     public let certificate: [UInt8]
     public let chain: [[UInt8]]
     public let scheme: SignatureScheme
-    private let key: OpaquePointer
+    private let keyHandle: PrivateKeyHandle
+    private var key: OpaquePointer { keyHandle.pointer }
 
     public init(keyFile: String, certificateFile: String, chainFile: String? = nil, scheme: SignatureScheme? = nil)
         throws
@@ -93,7 +94,9 @@ public final class PEMKeySigner: Signer, @unchecked Sendable {
         guard let key = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else {
             throw SMIMEError.drain("reading key file \(keyFile)", hint: "it must hold an unencrypted PEM private key")
         }
-        self.key = key
+        // Owned from here on: a throw below (a certificate that is not the key's) frees it with
+        // the partly made object, where a bare pointer leaked one key per message.
+        keyHandle = PrivateKeyHandle(takingOwnershipOf: key)
         guard let first = try X509Handle.load(pemFile: certificateFile).first else {
             throw SMIMEError("no certificate in \(certificateFile)")
         }
@@ -108,7 +111,6 @@ public final class PEMKeySigner: Signer, @unchecked Sendable {
         self.scheme = scheme ?? (isRSA ? .rsaPKCS1 : .ecdsa)
     }
 
-    deinit { EVP_PKEY_free(key) }
 
     public func sign(_ data: [UInt8], digest: DigestAlgorithm) throws -> [UInt8] {
         guard let context = EVP_MD_CTX_new() else { throw SMIMEError.drain("EVP_MD_CTX_new") }
@@ -152,4 +154,16 @@ enum Digest {
         }
         return Array(output.prefix(Int(length)))
     }
+}
+
+/// The one owner of an OpenSSL `EVP_PKEY`.
+final class PrivateKeyHandle: @unchecked Sendable {
+    // @unchecked: the key is only read after loading; OpenSSL allows concurrent signing with it.
+    let pointer: OpaquePointer
+
+    init(takingOwnershipOf pointer: OpaquePointer) {
+        self.pointer = pointer
+    }
+
+    deinit { EVP_PKEY_free(pointer) }
 }

@@ -27,7 +27,8 @@ public final class TrustStore: @unchecked Sendable {
     /// Seconds a CRL stays usable past its nextUpdate.
     public let gracePeriod: TimeInterval
 
-    let store: OpaquePointer
+    private let storeHandle: StoreHandle
+    var store: OpaquePointer { storeHandle.pointer }
     let intermediates: [X509Handle]
     private let localCRLs: [CRLHandle]
     /// Downloads: CRLs, OCSP answers, CA certificates.
@@ -50,7 +51,8 @@ public final class TrustStore: @unchecked Sendable {
         logger: Logger = Logger(label: "smime-milter.trust")
     ) throws {
         guard let store = X509_STORE_new() else { throw SMIMEError.drain("X509_STORE_new") }
-        self.store = store
+        // Owned before anything can throw: a refused reload frees it with the partly made object.
+        storeHandle = StoreHandle(takingOwnershipOf: store)
         self.revocation = revocation
         self.fetchTimeout = fetchTimeout
         self.gracePeriod = gracePeriod
@@ -68,7 +70,6 @@ public final class TrustStore: @unchecked Sendable {
             }
         }
         guard !anchors.isEmpty else {
-            X509_STORE_free(store)
             throw SMIMEError("no trust anchor in \(anchorPaths.joined(separator: ", "))", hint: "point TrustAnchors at PEM root certificates")
         }
         self.anchors = anchors
@@ -76,7 +77,6 @@ public final class TrustStore: @unchecked Sendable {
         localCRLs = try crlDirectory.map { try Self.loadCRLs(directory: $0) } ?? []
     }
 
-    deinit { X509_STORE_free(store) }
 
     private static func expand(_ paths: [String], kind: String) throws -> [String] {
         var files: [String] = []
@@ -333,6 +333,17 @@ public final class TrustStore: @unchecked Sendable {
             return ChainResult(result: .policy, reason: "certificate not acceptable: \(text)\(at)", chain: run.chain)
         }
     }
+}
+
+/// The one owner of an OpenSSL `X509_STORE` (safe to read from many threads once filled).
+final class StoreHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+
+    init(takingOwnershipOf pointer: OpaquePointer) {
+        self.pointer = pointer
+    }
+
+    deinit { X509_STORE_free(pointer) }
 }
 
 /// The one owner of an OpenSSL `X509_CRL`.

@@ -104,19 +104,24 @@ public final class TokenKey: @unchecked Sendable {
         let found = try Self.find(
             uri: uri, modulePath: modulePath, pin: pin, pinGuard: pinGuard, generation: lookingAgain ? 1 : 0,
             restartInterval: moduleRestartInterval)
-        // This session joins the pool: closing a token's last session would log it out.
-        idle = [found.session]
-        open = 1
         let module = found.binding.module
         let session = found.session
         let key = found.binding.key
-        id = try module.attribute(session: session, object: key, CKA_ID) ?? []
-        label = try module.attribute(session: session, object: key, CKA_LABEL).map {
-            String(decoding: $0, as: UTF8.self)
+        // Read before anything is stored: a throwing initialiser runs no deinit, so the session
+        // must be closed here when a read fails (it would stay open, and the token logged in).
+        do {
+            id = try module.attribute(session: session, object: key, CKA_ID) ?? []
+            label = try module.attribute(session: session, object: key, CKA_LABEL).map {
+                String(decoding: $0, as: UTF8.self)
+            }
+            keyType = try TokenInventory.keyTypeOf(module: module, session: session, key: key)
+            certificate = try Self.certificate(module: module, session: session, id: id)
+        } catch {
+            module.closeSession(session, incarnation: found.binding.incarnation)
+            throw error
         }
         tokenLabel = found.tokenLabel
         pinStateAtLogin = found.pinState
-        keyType = try TokenInventory.keyTypeOf(module: module, session: session, key: key)
         // CK_EFFECTIVELY_INFINITE (0) and CK_UNAVAILABLE_INFORMATION (all ones) set no limit.
         let allowed = (try? module.tokenInfo(slot: found.binding.slot).ulMaxSessionCount) ?? 0
         if allowed != 0 && allowed != CK_ULONG.max && Int(allowed) < poolLimit {
@@ -125,7 +130,9 @@ public final class TokenKey: @unchecked Sendable {
                 metadata: ["token.label": "\(found.tokenLabel)", "token.max_sessions": "\(allowed)"])
             poolLimit = Int(allowed)
         }
-        certificate = try Self.certificate(module: module, session: session, id: id)
+        // This session joins the pool: closing a token's last session would log it out.
+        idle = [session]
+        open = 1
         binding = found.binding
     }
 
