@@ -1,4 +1,7 @@
 import Foundation
+import Synchronization
+
+private let agentHomes = Mutex<[String]>([])
 
 /// OpenSSL, gpgsm and NSS as independent verifiers and signers, each with a home of its own in
 /// a test directory, trusting the test root.
@@ -40,6 +43,7 @@ public final class IndependentTools: @unchecked Sendable {
         agent.standardError = FileHandle.nullDevice
         try agent.run()
         agent.waitUntilExit()
+        Self.stopAgentAtExit(home: gnupgHome)
         try Self.check(gpgsm(["--import", pki.path("ca/root.pem"), pki.path("ca/intermediate.pem")]))
         try Self.check(gpgsm(["--pinentry-mode", "loopback", "--passphrase-fd", "0", "--import", p12], input: "test"))
 
@@ -65,8 +69,18 @@ public final class IndependentTools: @unchecked Sendable {
         }
     }()
 
-    deinit {
-        _ = try? TestPKI.run(["gpgconf", "--kill", "all"], environment: ["GNUPGHOME": gnupgHome])
+    /// The agent of this home is stopped by its home directory when the test process exits
+    /// (a shared instance is never deinitialised), so no agent outlives the tests.
+    static func stopAgentAtExit(home: String) {
+        agentHomes.withLock { homes in
+            homes.append(home)
+            guard homes.count == 1 else { return }
+            atexit {
+                for home in agentHomes.withLock({ $0 }) {
+                    _ = system("gpgconf --homedir '\(home)' --kill all >/dev/null 2>&1")
+                }
+            }
+        }
     }
 
     @discardableResult
