@@ -5,9 +5,10 @@
 #   scripts/install-deps.sh bench    plus OpenDKIM, the baseline milter of the Postfix benchmark
 set -euo pipefail
 
-packages=(libmilter-dev libssl-dev libp11-kit-dev p11-kit softhsm2 opensc openssl pkg-config)
+packages=(libmilter-dev libssl-dev libp11-kit-dev p11-kit p11-kit-modules softhsm2 opensc openssl pkg-config)
 if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
-    packages+=(gpgsm libnss3-tools postfix swaks python3-pip)
+    # gcc builds the hardware-like PKCS#11 test module (Tests/HardwareToken).
+    packages+=(gpgsm libnss3-tools postfix swaks python3-pip gcc)
 fi
 if [ "${1:-}" = bench ]; then
     packages+=(opendkim)
