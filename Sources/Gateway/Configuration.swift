@@ -29,7 +29,7 @@ public enum FailureAction: String, Sendable, CaseIterable {
 /// The daemon's configuration: OpenDKIM-style `Name value` lines, `#` comments, names
 /// case-insensitive. Parsed once into this immutable value and validated as a whole.
 public struct Configuration: Sendable {
-    public var socket = "local:/var/spool/postfix/smime-milter/smime-milter.sock"
+    public var socket = SocketSpec.unix(path: "/var/spool/postfix/smime-milter/smime-milter.sock")
     public var umask = "007"
     public var userID: String?
     public var mode = "sv"
@@ -85,10 +85,11 @@ public struct Configuration: Sendable {
     public static let keys: [Key] = [
         Key(name: "Socket", type: "socket", defaultValue: "local:/var/spool/postfix/smime-milter/smime-milter.sock", required: false,
             description: "where the milter listens: local:PATH, unix:PATH, inet:PORT@HOST, inet6:PORT@[HOST]") {
-            guard $1.hasPrefix("local:") || $1.hasPrefix("unix:") || $1.hasPrefix("inet:") || $1.hasPrefix("inet6:") else {
-                throw Problem("'\($1)' is not a socket", "write local:/PATH, inet:PORT@HOST or inet6:PORT@[HOST]")
+            do {
+                $0.socket = try SocketSpec(parsing: $1)
+            } catch let error as SocketSpec.ParseError {
+                throw Problem(error.problem, error.fix)
             }
-            $0.socket = $1
         },
         Key(name: "UMask", type: "octal", defaultValue: "007", required: false, description: "umask for the socket") {
             guard UInt16($1, radix: 8) != nil else { throw Problem("'\($1)' is not an octal number", "write for example 007") }

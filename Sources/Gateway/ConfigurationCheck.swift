@@ -40,6 +40,16 @@ public enum ConfigurationCheck {
             return findings
         }
 
+        // What `run` refuses at start, refused here first with the same words.
+        if let userID = configuration.userID, let problem = Self.userProblem(userID) {
+            fail("\(path): \(problem)")
+        }
+        if let module = configuration.pkcs11Module, module.hasPrefix("/"),
+            !FileManager.default.isReadableFile(atPath: module)
+        {
+            fail("\(path): PKCS11Module \(module) does not exist or cannot be read; install the token vendor's module or correct the path")
+        }
+
         var table: SigningTable?
         if let tablePath = configuration.signingTable {
             do {
@@ -109,6 +119,18 @@ public enum ConfigurationCheck {
             warn("StateDirectory \(configuration.stateDirectory) is not writable: statistics will not be saved; create it for the service user")
         }
         return findings
+    }
+
+    /// Why `UserID` (user[:group]) cannot be switched to, if it cannot.
+    public static func userProblem(_ userID: String) -> String? {
+        let parts = userID.split(separator: ":", maxSplits: 1).map(String.init)
+        if getpwnam(parts[0]) == nil {
+            return "UserID \(userID): no user \(parts[0]); create it (systemd-sysusers) or fix UserID"
+        }
+        if parts.count == 2 && getgrnam(parts[1]) == nil {
+            return "UserID \(userID): no group \(parts[1]); create it or fix UserID"
+        }
+        return nil
     }
 
     static func expiry(

@@ -51,7 +51,7 @@ public enum MilterServer {
     /// SIGHUP, SIGTERM and SIGINT must already be blocked in the calling thread (`blockSignals`),
     /// before any other thread exists.
     public static func run(configurationPath: String, configuration: Configuration, logger: Logger) throws {
-        let socket = try SocketSpec(parsing: configuration.socket)
+        let socket = configuration.socket
         let statistics = Statistics(starting: previousStatistics(configuration))
         let gateway = try Gateway.load(configuration, statistics: statistics, logger: logger)
         state.withLock {
@@ -233,17 +233,16 @@ public enum MilterServer {
             throw StartError(
                 description: "refusing to run as root: set UserID (e.g. UserID smime-milter) or start as that user (systemd User=)")
         }
+        if let problem = ConfigurationCheck.userProblem(userID) { throw StartError(description: problem) }
         let parts = userID.split(separator: ":", maxSplits: 1).map(String.init)
-        guard let user = getpwnam(parts[0]) else {
-            throw StartError(description: "UserID \(userID): no user \(parts[0]); create it (systemd-sysusers) or fix UserID")
-        }
+        guard let user = getpwnam(parts[0]) else { throw StartError(description: "UserID \(userID): no user") }
         if user.pointee.pw_uid == 0 {
             logger.warning("running as root because UserID is \(userID)")
             return
         }
         var gid = user.pointee.pw_gid
         if parts.count == 2 {
-            guard let group = getgrnam(parts[1]) else { throw StartError(description: "UserID \(userID): no group \(parts[1])") }
+            guard let group = getgrnam(parts[1]) else { throw StartError(description: "UserID \(userID): no group") }
             gid = group.pointee.gr_gid
         }
         let uid = user.pointee.pw_uid

@@ -11,9 +11,11 @@ import Testing
     func write(table: String, extra: String = "") throws -> String {
         let directory = try pki.temporaryDirectory("check")
         try table.write(toFile: directory + "/signing-table", atomically: true, encoding: .utf8)
+        // A PKCS11Module line of the test's own replaces the usual one.
+        let module = extra.hasPrefix("PKCS11Module") ? "# PKCS11Module given below" : "PKCS11Module    \(pki.softHSMModule)"
         try """
             SigningTable    \(directory)/signing-table
-            PKCS11Module    \(pki.softHSMModule)
+            \(module)
             TrustAnchors    \(pki.path("ca/root.pem"))
             CRLDirectory    \(pki.path("crl"))
             StateDirectory  \(directory)
@@ -52,6 +54,17 @@ import Testing
             Broken(name: "a bad configuration line", table: "", extra: "Mode sign", expected: "smime-milter.conf:6: Mode 'sign' is unknown; use s, v or sv"),
             Broken(name: "a bad table line", table: "*@x.vn", extra: "", expected: "signing-table:1: '*@x.vn' has no key"),
             Broken(
+                name: "a socket whose port is no port", table: "", extra: "Socket inet:notaport@127.0.0.1",
+                expected: "smime-milter.conf:6: socket inet:notaport@127.0.0.1: 'notaport' is not a port from 1 to 65535"),
+            Broken(
+                name: "a user that does not exist", table: "", extra: "UserID no-such-user",
+                expected: "UserID no-such-user: no user no-such-user; create it (systemd-sysusers) or fix UserID"),
+            Broken(
+                name: "a module path that does not exist", table: "", extra: "PKCS11Module /nonexistent/vendor.so",
+                expected: "PKCS11Module /nonexistent/vendor.so does not exist or cannot be read"),
+            Broken(name: "a size that is no size", table: "", extra: "MaximumSignSize lots", expected: "smime-milter.conf:6:"),
+            Broken(name: "a duration that is no number", table: "", extra: "SigningTimeout forever", expected: "smime-milter.conf:6: 'forever' is not a whole number"),
+            Broken(
                 name: "a wrong PIN", table: "* pkcs11:token=PIN-Test;object=pin-test;type=private?pin-value=000000", extra: "",
                 expected: "CKR_PIN_INCORRECT"),
             Broken(
@@ -71,6 +84,26 @@ import Testing
                 extra: "", expected: "expired on 2021-01-01"),
         ]
     }()
+
+    /// What `run` refuses at start, `check-config` refuses first, in the same words.
+    @Test(arguments: [("Socket inet:notaport@127.0.0.1", "'notaport' is not a port"), ("UserID no-such-user", "no user no-such-user")])
+    func runRefusesWhatCheckConfigRefusesWithTheSameMessage(line: String, words: String) throws {
+        let path = try write(table: "", extra: line)
+        if !line.hasPrefix("Socket") {
+            // A socket run can open, so that it gets as far as switching user.
+            let socket = "Socket local:" + URL(fileURLWithPath: path).deletingLastPathComponent().path + "/milter.sock\n"
+            try (String(contentsOfFile: path, encoding: .utf8) + "\n" + socket).write(
+                toFile: path, atomically: true, encoding: .utf8)
+        }
+        let checked = try checkConfig(path)
+        let run = try TestPKI.run([TestPKI.executable, "run", "--config", path, "--stderr"])
+        #expect(checked.status == 1 && run.status != 0, "\(checked.output)\n\(run.output)")
+        let message = checked.output.split(separator: "\n").first { $0.contains(words) }.map(String.init) ?? "none"
+        #expect(message.hasPrefix("error: "), "\(checked.output)")
+        // The message from the offending words on (check-config puts the file before it).
+        let clause = message.range(of: words).map { String(message[$0.lowerBound...]) } ?? message
+        #expect(run.output.contains(clause), "\(clause)\n\(run.output)")
+    }
 
     @Test(arguments: brokenCases)
     func aBrokenConfigurationExitsOneAndSaysWhy(broken: Broken) throws {

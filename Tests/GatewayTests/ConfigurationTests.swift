@@ -44,7 +44,7 @@ import Token
             SpoolDirectory    /var/tmp
             """
         let configuration = try Configuration.parse(text, file: "test.conf")
-        #expect(configuration.socket == "inet:8893@127.0.0.1")
+        #expect(configuration.socket == .inet(port: 8893, host: "127.0.0.1"))
         #expect(configuration.umask == "002")
         #expect(configuration.mode == "s")
         #expect(configuration.authservID == "mail.dienbien.gov.vn")

@@ -5,14 +5,17 @@ public enum SocketSpec: Sendable, Equatable, CustomStringConvertible {
     case inet6(port: Int, host: String)
 
     public struct ParseError: Error, CustomStringConvertible, Sendable {
-        public let description: String
+        public let problem: String
+        public let fix: String
+        public var description: String { "\(problem); \(fix)" }
     }
 
     public init(parsing text: String) throws {
         func portAndHost(_ rest: Substring, default host: String) throws -> (Int, String) {
             let parts = rest.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)
             guard let port = Int(parts[0]), (1...65535).contains(port) else {
-                throw ParseError(description: "socket \(text): '\(parts[0])' is not a port; write for example inet:8893@127.0.0.1")
+                throw ParseError(
+                    problem: "socket \(text): '\(parts[0])' is not a port from 1 to 65535", fix: "write for example inet:8893@127.0.0.1")
             }
             var host = parts.count == 2 ? String(parts[1]) : host
             if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
@@ -21,7 +24,9 @@ public enum SocketSpec: Sendable, Equatable, CustomStringConvertible {
         if text.hasPrefix("local:") || text.hasPrefix("unix:") {
             let path = String(text.drop(while: { $0 != ":" }).dropFirst())
             guard path.hasPrefix("/") else {
-                throw ParseError(description: "socket \(text): the path must be absolute, e.g. local:/run/smime-milter/smime-milter.sock")
+                throw ParseError(
+                    problem: "socket \(text): the path is not absolute",
+                    fix: "write for example local:/var/spool/postfix/smime-milter/smime-milter.sock")
             }
             self = .unix(path: path)
         } else if text.hasPrefix("inet6:") {
@@ -31,7 +36,8 @@ public enum SocketSpec: Sendable, Equatable, CustomStringConvertible {
             let (port, host) = try portAndHost(text.dropFirst(5), default: "0.0.0.0")
             self = .inet(port: port, host: host)
         } else {
-            throw ParseError(description: "socket \(text) is not local:PATH, inet:PORT@HOST or inet6:PORT@[HOST]")
+            throw ParseError(
+                problem: "'\(text)' is not a socket", fix: "write local:/PATH, inet:PORT@HOST or inet6:PORT@[HOST]")
         }
     }
 
