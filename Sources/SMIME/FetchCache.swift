@@ -75,6 +75,8 @@ final class FetchCache: @unchecked Sendable {
         var count: Int
         var error: String
         var retryAt: Date
+        /// The back-off that `retryAt` came from.
+        var delay: TimeInterval = 0
     }
 
     let directory: String?
@@ -187,6 +189,7 @@ final class FetchCache: @unchecked Sendable {
             failure.error = "\(error)"
             let delay = min(backoffCap, backoffBase * pow(2, Double(failure.count - 1)))
             failure.retryAt = Date(timeIntervalSinceNow: delay)
+            failure.delay = delay
             failures[key] = failure
             writeFailures()
             logger.warning(

@@ -99,6 +99,13 @@ public final class TokenWorkers: @unchecked Sendable {
         String(format: "%.1f", -since.timeIntervalSinceNow)
     }
 
+    /// Threads alive now (for the tests of idle exit).
+    var threadCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return running
+    }
+
     /// When the oldest running call started, if it has run too long. One hung call is enough:
     /// a USB token does one thing at a time, so its other sessions wait behind it.
     private func stuckSince() -> Date? {

@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+
+@testable import Token
+
+/// The threads token calls run on, with plain closures standing in for a token that answers,
+/// is slow, or does not answer.
+@Suite struct TokenWorkersTests {
+    @Test func aJobRunsOnAWorkerAndItsResultComesBack() throws {
+        let workers = TokenWorkers(name: "test", threads: 2, stuckAfter: 5)
+        let caller = Thread.current
+        let result = try workers.run(until: Date(timeIntervalSinceNow: 5)) { () -> Bool in Thread.current != caller }
+        #expect(result, "the call does not run on the caller's thread")
+        #expect(throws: TokenError.self) {
+            try workers.run(until: Date(timeIntervalSinceNow: 5)) { () -> Int in
+                throw TokenError(.pkcs11, operation: "C_Sign", detail: "a failure is handed back")
+            }
+        }
+    }
+
+    /// One thread, held: a second job that never starts gives up at its deadline with "busy",
+    /// never runs afterwards, and the one after the holder returns runs normally.
+    @Test func aJobThatNeverStartedTimesOutAndIsDropped() throws {
+        let workers = TokenWorkers(name: "test", threads: 1, stuckAfter: 30)
+        let release = DispatchSemaphore(value: 0)
+        let holding = DispatchSemaphore(value: 0)
+        let ran = Counter()
+        Thread.detachNewThread {
+            _ = try? workers.run(until: Date(timeIntervalSinceNow: 30)) {
+                holding.signal()
+                release.wait()
+            }
+        }
+        holding.wait()
+        let start = Date()
+        #expect {
+            try workers.run(until: Date(timeIntervalSinceNow: 0.2)) { ran.add() }
+        } throws: { error in
+            (error as? TokenError)?.code == .timeout && "\(error)".contains("busy with other messages")
+        }
+        #expect(Date().timeIntervalSince(start) < 1)
+        release.signal()
+        try workers.run(until: Date(timeIntervalSinceNow: 5)) { ran.add() }
+        #expect(ran.value == 1, "the dropped job never ran")
+    }
+
+    /// Idle threads end, so that a reloaded configuration leaves none behind; work starts them again.
+    @Test func idleThreadsEndAndComeBackWithWork() throws {
+        let workers = TokenWorkers(name: "test", threads: 2, stuckAfter: 5, idleExit: 1)
+        try workers.run(until: Date(timeIntervalSinceNow: 5)) {}
+        #expect(workers.threadCount >= 1)
+        let deadline = Date(timeIntervalSinceNow: 5)
+        while workers.threadCount > 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(workers.threadCount == 0)
+        #expect(try workers.run(until: Date(timeIntervalSinceNow: 5)) { 42 } == 42)
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func add() { lock.lock(); count += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+}
