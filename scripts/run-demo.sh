@@ -21,20 +21,33 @@ echo "Signing rate of the demo unit key:"
 "$bin" bench token --module "$module" --seconds 1 \
     --key "pkcs11:token=STTTT-DienBien;object=unit-seal;type=private?pin-source=file:$demo/pins/STTTT-DienBien"
 echo
-echo "A message signed with the demo unit key (smime-milter sign):"
+# The sample as the unit's office would send it: From is the seal's own address, dated now.
+sample="$demo/demo-message.eml"
+sed -e 's|^From: .*|From: =?UTF-8?B?U+G7nyBUaMO0bmcgdGluIHbDoCBUcnV54buBbiB0aMO0bmc=?= <stttt@dienbien.gov.vn>\r|' \
+    -e "s|^Date: .*|Date: $(LC_ALL=C date -R)\r|" Tests/MIMETests/Corpus/02-utf8-8bit-vietnamese.eml >"$sample"
+unit_key="pkcs11:token=STTTT-DienBien;object=unit-seal;type=private?pin-source=file:$demo/pins/STTTT-DienBien"
+verify() { "$bin" verify --trust "$demo/ca/root.pem" --crl-directory "$demo/crl" --revocation crl \
+    --authserv-id mail.dienbien.gov.vn "$1"; }
+
+echo "A message from the unit's own address, signed with the demo unit key (smime-milter sign):"
 signed="$demo/demo-signed.eml"
-"$bin" sign --module "$module" --chain "$demo/ca/chain.pem" \
-    --key "pkcs11:token=STTTT-DienBien;object=unit-seal;type=private?pin-source=file:$demo/pins/STTTT-DienBien" \
-    Tests/MIMETests/Corpus/02-utf8-8bit-vietnamese.eml >"$signed"
+"$bin" sign --module "$module" --chain "$demo/ca/chain.pem" --key "$unit_key" "$sample" >"$signed"
 sed -n '1,/^\r\?$/p' "$signed"
 echo "... (written to $signed)"
 echo
-echo "What verification adds to it as incoming mail (smime-milter verify):"
-"$bin" verify --trust "$demo/ca/root.pem" --crl-directory "$demo/crl" --revocation crl \
-    --authserv-id mail.dienbien.gov.vn --from stttt@dienbien.gov.vn "$signed"
+echo "What verification adds to it as incoming mail (smime-milter verify): the seal's address is"
+echo "the From address, so it passes."
+verify "$signed"
 echo
 echo "openssl cms -verify on the same file:"
 openssl cms -verify -in "$signed" -CAfile "$demo/ca/root.pem" -out /dev/null
+echo
+echo "The same seal on mail from a member of staff's own address: the signature is good, but the"
+echo "certificate's address is not the From address, so the verdict is policy, with the reason:"
+staff="$demo/demo-signed-staff.eml"
+sed -e 's|^From: .*|From: ketoan@stttt.dienbien.gov.vn\r|' "$sample" |
+    "$bin" sign --module "$module" --chain "$demo/ca/chain.pem" --key "$unit_key" >"$staff"
+verify "$staff"
 echo
 echo "check-config on the demo configuration:"
 "$bin" check-config --config "$demo/smime-milter.conf"

@@ -4,9 +4,20 @@ public import SMIME
 
 /// Verifying a whole message: MIME finds the signed content, SMIME checks it.
 public enum Verification {
-    /// The verdict for a parsed message; `from` is the RFC 5322 From address. The Date header
-    /// is compared with the signing time.
+    /// The verdict for a parsed message; `from` is the author's address (`authorAddress`). The
+    /// Date header is compared with the signing time. A message with no author address cannot
+    /// pass: the signature would vouch for nobody the recipient sees.
     public static func verify(message: Message, from: String?, verifier: Verifier) -> Verdict {
+        var verdict = signature(of: message, from: from, verifier: verifier)
+        if verdict.result == .pass && from == nil {
+            verdict.result = .policy
+            verdict.reason =
+                "the message has no From address (or several and no Sender) to compare with the signer's"
+        }
+        return verdict
+    }
+
+    private static func signature(of message: Message, from: String?, verifier: Verifier) -> Verdict {
         let date = message.root.headers.first(where: { $0.hasName("Date") }).flatMap { MessageDate.parse($0.value) }
         let signed: SignedContent?
         do {

@@ -11,7 +11,7 @@ public struct SigningPreparation: Sendable {
 
     /// Prepares a message for signing (RFC 8551 section 3.1):
     /// - every top-level `Content-*` field moves into the inner entity (`text/plain;
-    ///   charset=us-ascii` when there is none);
+    ///   charset=us-ascii` when there is none and the body is 7-bit, so nothing false is said);
     /// - every part is made 7-bit safe, recursively: 8bit/binary text becomes quoted-printable,
     ///   other 8bit/binary content base64; text with lines over 998 octets, trailing white space
     ///   or lines starting with `From ` is quoted-printable too, so no relay can alter it;
@@ -28,7 +28,9 @@ public struct SigningPreparation: Sendable {
                 innerHeader += field.canonicalBytes
             }
         }
-        if !headers.contains(where: { $0.hasName("Content-Type") }) {
+        // RFC 2045's default, written out, is true of a 7-bit body only: an 8-bit body with no
+        // Content-Type keeps having none (its charset is unknown), and is encoded all the same.
+        if !headers.contains(where: { $0.hasName("Content-Type") }) && !body.contains(where: { $0 >= 0x80 || $0 == 0 }) {
             innerHeader += Array("Content-Type: text/plain; charset=us-ascii\r\n".utf8)
         }
         // Deleting the first occurrence renumbers the rest: delete from the last one back.

@@ -45,7 +45,8 @@ struct SMIMEBench: ParsableCommand {
             let signed = try Signing.sign(message: message, signer: signer)
             let verifyRate = try rate(seconds) {
                 let parsed = try Message(bytes: signed)
-                let verdict = Verification.verify(message: parsed, from: nil, verifier: verifier)
+                let verdict = Verification.verify(
+                    message: parsed, from: Verification.authorAddress(parsed.root.headers), verifier: verifier)
                 guard verdict.result == .pass else { throw CommandFailure("verification gave \(verdict.result): \(verdict.reason)") }
             }
             let path = directory + "/signed-\(size).eml"

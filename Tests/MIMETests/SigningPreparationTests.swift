@@ -59,6 +59,19 @@ import Testing
         #expect(String(decoding: prepared.inner, as: UTF8.self).hasPrefix("Content-Type: text/plain; charset=us-ascii\r\n\r\n"))
     }
 
+    /// An 8-bit body with no Content-Type: its charset is unknown, so none is asserted; the body
+    /// is encoded all the same and decodes to the sender's bytes.
+    @Test func anEightBitBodyWithoutContentTypeIsEncodedButNotLabelled() throws {
+        let body = Array("Kính gửi Ủy ban nhân dân.\r\n".utf8)
+        let headers = [HeaderField(name: "From", value: " a@dienbien.gov.vn"), HeaderField(name: "Subject", value: " x")]
+        let prepared = try SigningPreparation(headers: headers, body: body)
+        let text = String(decoding: prepared.inner, as: UTF8.self)
+        #expect(!text.lowercased().contains("content-type"), "\(text)")
+        #expect(text.hasPrefix("Content-Transfer-Encoding: quoted-printable\r\n\r\n"), "\(text)")
+        let inner = try Message(bytes: prepared.inner)
+        #expect(inner.decodedBody(of: inner.root) == body)
+    }
+
     @Test func severalContentFieldsAreDeletedLastOccurrenceFirst() throws {
         let headers = [
             HeaderField(name: "Content-Type", value: "text/plain"), HeaderField(name: "Subject", value: "x"),

@@ -85,6 +85,20 @@ import Token
         #expect(try Fixtures.verdict(Fixtures.corpus("05-pdf-attachment.eml")).result == .none)
     }
 
+    // MARK: no author, no pass
+
+    /// A good signature on a message with no From (or several From and no Sender) vouches for
+    /// nobody the recipient sees: policy, with the reason.
+    @Test(arguments: ["", "From: a@dienbien.gov.vn, vanphong.ubnd@dienbien.gov.vn\r\n"])
+    func aSignedMessageWithoutOneAuthorIsPolicy(from: String) throws {
+        let signed = try signed(by: "vanphong", from: "vanphong.ubnd@dienbien.gov.vn")
+        let text = String(decoding: signed, as: UTF8.self)
+            .replacingOccurrences(of: "From: vanphong.ubnd@dienbien.gov.vn\r\n", with: from)
+        let verdict = try Fixtures.verdict(Array(text.utf8))
+        #expect(verdict.result == .policy)
+        #expect(verdict.reason.contains("no From address"), "\(verdict.reason)")
+    }
+
     // MARK: the signing time and several signers
 
     /// Thunderbird shows a signature whose signing time is more than an hour from the Date
