@@ -58,6 +58,7 @@ public struct Configuration: Sendable {
     public var signBounces = false
     public var maximumSignSize = 50 << 20
     public var addReadableHeader = true
+    public var headerLanguage = VerdictReason.Language.en
     public var subjectTag: String?
     public var logLevel = "info"
     public var syslog = true
@@ -171,6 +172,13 @@ public struct Configuration: Sendable {
             description: "larger messages are not signed") { $0.maximumSignSize = try size($1) },
         Key(name: "AddReadableHeader", type: "boolean", defaultValue: "yes", required: false,
             description: "add X-SMIME-Verification beside Authentication-Results") { $0.addReadableHeader = try boolean($1) },
+        Key(name: "HeaderLanguage", type: "vi or en", defaultValue: "en", required: false,
+            description: "the language of the readable header (Authentication-Results stays in RFC 8601 keywords)") {
+            guard let language = VerdictReason.Language(rawValue: $1.lowercased()) else {
+                throw Problem("HeaderLanguage '\($1)' is unknown", "use vi or en")
+            }
+            $0.headerLanguage = language
+        },
         Key(name: "SubjectTag", type: "string", defaultValue: "(none)", required: false,
             description: "text put before the Subject of mail that fails verification") { $0.subjectTag = $1 },
         Key(name: "LogLevel", type: "error, warning, info or debug", defaultValue: "info", required: false,

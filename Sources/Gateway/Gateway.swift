@@ -323,16 +323,16 @@ public final class Gateway: Sendable {
             do {
                 verdict = Verification.verify(message: try Message(bytes: bytes), from: author, verifier: verifier)
             } catch {
-                verdict = Verdict(result: .permerror, reason: "malformed message: \(error)")
+                verdict = Verdict(result: .permerror, because: .malformedMessage(signed: false, detail: "\(error)"))
             }
         } else {
-            verdict = Verdict(result: .none, reason: "verification is off")
+            verdict = Verdict(result: .none, because: .verificationOff)
         }
 
         var actions = VerificationHeaders.removals(in: headers, authservID: configuration.authservID).map(MilterAction.header)
         // Inserted at the top, readable header first so that Authentication-Results ends up above it.
         if configuration.addReadableHeader {
-            actions.append(.header(.insert(index: 0, name: VerificationHeaders.readableName, value: VerificationHeaders.readable(verdict))))
+            actions.append(.header(.insert(index: 0, name: VerificationHeaders.readableName, value: VerificationHeaders.readable(verdict, language: configuration.headerLanguage))))
         }
         actions.append(
             .header(.insert(index: 0, name: "Authentication-Results",

@@ -10,9 +10,7 @@ public enum Verification {
     public static func verify(message: Message, from: String?, verifier: Verifier) -> Verdict {
         var verdict = signature(of: message, from: from, verifier: verifier)
         if verdict.result == .pass && from == nil {
-            verdict.result = .policy
-            verdict.reason =
-                "the message has no From address (or several and no Sender) to compare with the signer's"
+            verdict.set(.policy, because: .noAuthor)
         }
         return verdict
     }
@@ -23,11 +21,11 @@ public enum Verification {
         do {
             signed = try SignedContent.find(in: message)
         } catch {
-            return Verdict(result: .permerror, reason: "malformed signed message: \(error)")
+            return Verdict(result: .permerror, because: .malformedMessage(signed: true, detail: "\(error)"))
         }
         switch signed {
         case nil:
-            return Verdict(result: .none, reason: "the message is not signed")
+            return Verdict(result: .none, because: .notSigned)
         case .detached(let content, let signature, let part):
             return verifier.verify(cms: signature, detachedContent: content, from: from, date: date, part: part)
         case .opaque(let cms, let part):

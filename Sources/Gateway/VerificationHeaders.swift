@@ -26,29 +26,59 @@ public enum VerificationHeaders {
     }
 
     /// The readable header: result, reason, signer, organisation, address, issuer, serial and
-    /// signing time, in one line of text, RFC 2047-encoded when it holds non-ASCII names.
-    public static func readable(_ verdict: Verdict) -> String {
-        EncodedWord.encodeWords(readableText(verdict))
+    /// signing time, in one line of text in `language`, RFC 2047-encoded when it holds non-ASCII.
+    public static func readable(_ verdict: Verdict, language: VerdictReason.Language = .en) -> String {
+        EncodedWord.encodeWords(readableText(verdict, language: language))
     }
 
     /// The same, unencoded (what a mail client shows after decoding).
-    public static func readableText(_ verdict: Verdict) -> String {
-        var parts: [String] = [verdict.result.rawValue]
-        if !verdict.reason.isEmpty && verdict.result != .pass { parts.append("reason: \(verdict.reason)") }
+    public static func readableText(_ verdict: Verdict, language: VerdictReason.Language = .en) -> String {
+        let words = Words.of(language)
+        var parts: [String] = [words.result(verdict.result)]
+        if verdict.result != .pass {
+            let reason = verdict.because.map { $0.text(language) } ?? verdict.reason
+            if !reason.isEmpty { parts.append("\(words.reason): \(reason)") }
+        }
         if verdict.result != .none {
-            var signer = verdict.commonName ?? verdict.subject ?? "unknown signer"
+            var signer = verdict.commonName ?? verdict.subject ?? words.unknownSigner
             if let email = verdict.emailAddresses.first { signer += " <\(email)>" }
-            parts.append("signer: \(signer)")
-            if let organization = verdict.organization { parts.append("organization: \(organization)") }
-            if let issuer = verdict.issuer { parts.append("issuer: \(issuer)") }
-            if let serial = verdict.serial { parts.append("serial: \(serial)") }
+            parts.append("\(words.signer): \(signer)")
+            if let organization = verdict.organization { parts.append("\(words.organization): \(organization)") }
+            if let issuer = verdict.issuer { parts.append("\(words.issuer): \(issuer)") }
+            if let serial = verdict.serial { parts.append("\(words.serial): \(serial)") }
             if let time = verdict.signingTime {
                 let formatter = ISO8601DateFormatter()
-                parts.append("signed: \(formatter.string(from: time))")
+                parts.append("\(words.signed): \(formatter.string(from: time))")
             }
-            if let part = verdict.part { parts.append("part: \(part)") }
+            if let part = verdict.part { parts.append("\(words.part): \(part)") }
         }
         return parts.joined(separator: "; ")
+    }
+
+    /// The readable header's words in each language.
+    struct Words {
+        let results: [Verdict.Result: String]
+        let reason, signer, unknownSigner, organization, issuer, serial, signed, part: String
+
+        func result(_ result: Verdict.Result) -> String { results[result] ?? result.rawValue }
+
+        static func of(_ language: VerdictReason.Language) -> Words {
+            language == .vi ? vietnamese : english
+        }
+
+        static let english = Words(
+            results: [:], reason: "reason", signer: "signer", unknownSigner: "unknown signer",
+            organization: "organization", issuer: "issuer", serial: "serial", signed: "signed", part: "part")
+
+        static let vietnamese = Words(
+            results: [
+                .pass: "chữ ký số hợp lệ", .fail: "chữ ký số không hợp lệ",
+                .policy: "chữ ký số đúng nhưng không được chấp nhận",
+                .neutral: "không xử lý được chữ ký số", .temperror: "tạm thời chưa kiểm tra được chữ ký số",
+                .permerror: "chữ ký số bị hỏng", .none: "thư không có chữ ký số",
+            ],
+            reason: "lý do", signer: "người ký", unknownSigner: "không rõ người ký", organization: "cơ quan",
+            issuer: "tổ chức cấp chứng thư", serial: "số hiệu chứng thư", signed: "thời điểm ký", part: "phần thư")
     }
 
     /// Deletions of every `Authentication-Results` carrying our authserv-id and every copy of

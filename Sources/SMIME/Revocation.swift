@@ -23,7 +23,7 @@ struct Revocation {
     /// One certificate's standing.
     enum Standing {
         case good(note: String?)
-        case revoked(String)
+        case revoked(since: Date?, byOCSP: Bool)
         case unknown(String)
         case unchecked(String)
     }
@@ -92,7 +92,7 @@ struct Revocation {
         if mode == .ocsp, let answer = ocspAnswer(plan) {
             switch answer.status {
             case .good: return .good(note: nil)
-            case .revoked(let date): return .revoked("certificate revoked (OCSP, since \(Self.day(date)))")
+            case .revoked(let date): return .revoked(since: date, byOCSP: true)
             }
         }
         if plan.distributionPoints.isEmpty && !plan.coveredLocally && plan.ocsp.isEmpty {
@@ -102,7 +102,7 @@ struct Revocation {
             var entry: OpaquePointer?
             if X509_CRL_get0_by_cert(crl.pointer, &entry, link.certificate.pointer) == 1 {
                 let date = entry.flatMap { X509_REVOKED_get0_revocationDate($0) }.map { Certificate.date($0) }
-                return .revoked("certificate revoked" + (date.map { " since \(Self.day($0))" } ?? ""))
+                return .revoked(since: date, byOCSP: false)
             }
             return .good(note: stale.map { "revocation list stale since \(Self.day($0))" })
         }

@@ -113,7 +113,7 @@ public final class TrustStore: @unchecked Sendable {
     /// The outcome of building and checking a chain.
     struct ChainResult {
         var result: Verdict.Result
-        var reason: String
+        var because: VerdictReason?
         var chain: [String]
     }
 
@@ -148,9 +148,9 @@ public final class TrustStore: @unchecked Sendable {
         var unknown: [String] = []
         for (link, standing) in zip(links, standings) {
             switch standing {
-            case .revoked(let why):
+            case .revoked(let since, let byOCSP):
                 result.result = .fail
-                result.reason = "\(why) (\(link.subject))"
+                result.because = .revoked(subject: link.subject, since: since, byOCSP: byOCSP)
                 return result
             case .unknown(let why): unknown.append("\(link.subject): \(why)")
             case .unchecked(let why): notes.append(why)
@@ -159,9 +159,9 @@ public final class TrustStore: @unchecked Sendable {
         }
         if !unknown.isEmpty {
             result.result = .temperror
-            result.reason = "revocation status unknown: " + unknown.joined(separator: "; ")
+            result.because = .revocationUnknown(unknown.joined(separator: "; "))
         } else if !notes.isEmpty {
-            result.reason = notes.joined(separator: "; ")
+            result.because = .notes(notes.joined(separator: "; "))
         }
         return result
     }
@@ -317,20 +317,17 @@ public final class TrustStore: @unchecked Sendable {
         let at = run.failing.map { " (\($0))" } ?? ""
         switch run.error {
         case X509_V_OK:
-            return ChainResult(result: .pass, reason: "", chain: run.chain)
-        case X509_V_ERR_CERT_REVOKED:
-            return ChainResult(result: .fail, reason: "certificate revoked\(at)", chain: run.chain)
-        case X509_V_ERR_UNABLE_TO_GET_CRL, X509_V_ERR_CRL_HAS_EXPIRED, X509_V_ERR_CRL_NOT_YET_VALID,
-            X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
-            return ChainResult(result: .temperror, reason: "revocation status unknown: \(text)\(at)", chain: run.chain)
+            return ChainResult(result: .pass, because: nil, chain: run.chain)
         case X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID:
-            return ChainResult(result: .policy, reason: "\(text)\(at)", chain: run.chain)
+            return ChainResult(
+                result: .policy, because: .outsideValidity(expired: run.error == X509_V_ERR_CERT_HAS_EXPIRED, detail: "\(text)\(at)"),
+                chain: run.chain)
         case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT,
             X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, X509_V_ERR_CERT_UNTRUSTED,
             X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-            return ChainResult(result: .policy, reason: "not issued by a trusted CA: \(text)\(at)", chain: run.chain)
+            return ChainResult(result: .policy, because: .untrusted("\(text)\(at)"), chain: run.chain)
         default:
-            return ChainResult(result: .policy, reason: "certificate not acceptable: \(text)\(at)", chain: run.chain)
+            return ChainResult(result: .policy, because: .certificateNotAcceptable("\(text)\(at)"), chain: run.chain)
         }
     }
 }

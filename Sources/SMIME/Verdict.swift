@@ -21,8 +21,10 @@ public struct Verdict: Sendable, Equatable, Codable {
     }
 
     public var result: Result
-    /// Why, in a sentence; empty for a plain pass.
+    /// Why, in a sentence of English (logs, `Authentication-Results`); empty for a plain pass.
     public var reason: String
+    /// Why, as a value the readable header renders in the recipients' language.
+    public var because: VerdictReason?
     /// The signer's subject (RFC 2253, UTF-8) and parts of it.
     public var subject: String?
     public var commonName: String?
@@ -52,6 +54,19 @@ public struct Verdict: Sendable, Equatable, Codable {
         self.signingTime = signingTime
         self.chain = chain
         self.part = part
+    }
+
+    /// A verdict for a reason, its English text in `reason`.
+    public init(result: Result, because: VerdictReason) {
+        self.init(result: result, reason: because.english)
+        self.because = because
+    }
+
+    /// Sets the result and why.
+    public mutating func set(_ result: Result, because reason: VerdictReason?) {
+        self.result = result
+        self.because = reason
+        self.reason = reason?.english ?? ""
     }
 
     /// Fills the signer fields from a certificate.

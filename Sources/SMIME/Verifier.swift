@@ -39,14 +39,14 @@ public struct Verifier: Sendable {
             return d2i_CMS_ContentInfo(nil, &cursor, buffer.count)
         }
         guard let cms = parsed else {
-            return Verdict(result: .permerror, reason: "the signature is not a valid CMS structure")
+            return Verdict(result: .permerror, because: .notCMS)
         }
         defer { CMS_ContentInfo_free(cms) }
         guard OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_signed else {
-            return Verdict(result: .permerror, reason: "the CMS structure is not SignedData")
+            return Verdict(result: .permerror, because: .notSignedData)
         }
         guard let signerInfos = CMS_get0_SignerInfos(cms), OPENSSL_sk_num(signerInfos) > 0 else {
-            return Verdict(result: .permerror, reason: "the SignedData has no signer")
+            return Verdict(result: .permerror, because: .noSigner)
         }
 
         // MARK: every signature over the exact bytes
@@ -61,19 +61,19 @@ public struct Verifier: Sendable {
             let errors = OpenSSL.drainErrors().joined(separator: "; ")
             switch ERR_GET_REASON(code) {
             case CMS_R_CONTENT_VERIFY_ERROR:
-                return Verdict(result: .fail, reason: "the content does not match the signed digest (altered in transit)")
+                return Verdict(result: .fail, because: .altered)
             case CMS_R_VERIFICATION_FAILURE:
-                return Verdict(result: .fail, reason: "the signature does not verify")
+                return Verdict(result: .fail, because: .badSignature)
             case CMS_R_SIGNER_CERTIFICATE_NOT_FOUND:
-                return Verdict(result: .neutral, reason: "the signer's certificate is not in the message")
+                return Verdict(result: .neutral, because: .signerCertificateMissing)
             case CMS_R_NO_CONTENT:
-                return Verdict(result: .permerror, reason: "the signature carries no content and none is detached")
+                return Verdict(result: .permerror, because: .noContent)
             default:
-                return Verdict(result: .neutral, reason: "the signature could not be processed: \(errors)")
+                return Verdict(result: .neutral, because: .unprocessable(errors))
             }
         }
         guard let signers = CMS_get0_signers(cms) else {
-            return Verdict(result: .neutral, reason: "the signer's certificate is not in the message")
+            return Verdict(result: .neutral, because: .signerCertificateMissing)
         }
         defer { OPENSSL_sk_free(signers) }
 
@@ -105,13 +105,13 @@ public struct Verifier: Sendable {
         if let from, let matching = verdicts.first(where: { Self.matches(from, $0.emailAddresses) }) {
             return matching
         }
-        return verdicts.first ?? Verdict(result: .neutral, reason: "the signer's certificate is not in the message")
+        return verdicts.first ?? Verdict(result: .neutral, because: .signerCertificateMissing)
     }
 
     /// One signer's verdict: described, then the first check that objects.
     private func judge(_ facts: SignerFacts) -> Verdict {
         guard let certificate = try? Certificate(facts.leaf) else {
-            return Verdict(result: .neutral, reason: "the signer's certificate cannot be read")
+            return Verdict(result: .neutral, because: .unreadableCertificate)
         }
         var verdict = Verdict(result: .pass)
         verdict.describe(certificate)
@@ -121,10 +121,9 @@ public struct Verifier: Sendable {
         for check in checks {
             let outcome = check.check(facts)
             if let chain = outcome.chain { verdict.chain = chain }
-            if let note = outcome.note { verdict.reason = note }
+            if let note = outcome.note { verdict.set(.pass, because: note) }
             if let result = outcome.result {
-                verdict.result = result
-                verdict.reason = outcome.reason
+                verdict.set(result, because: outcome.because)
                 return verdict
             }
         }
@@ -142,14 +141,14 @@ public struct Verifier: Sendable {
 
     /// Key usage must allow digitalSignature or nonRepudiation (Government unit certificates
     /// carry nonRepudiation only); an extended key usage, when present, must name emailProtection.
-    static func usageProblem(_ certificate: OpaquePointer) -> String? {
+    static func usageProblem(_ certificate: OpaquePointer) -> VerdictReason? {
         let keyUsage = X509_get_key_usage(certificate)
         if keyUsage != UInt32.max && keyUsage & UInt32(KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION) == 0 {
-            return "the certificate's key usage allows neither digitalSignature nor nonRepudiation"
+            return .keyUsage
         }
         let extended = X509_get_extended_key_usage(certificate)
         if extended != UInt32.max && extended & UInt32(XKU_SMIME) == 0 {
-            return "the certificate's extended key usage does not include emailProtection"
+            return .extendedKeyUsage
         }
         return nil
     }
@@ -195,13 +194,13 @@ struct SignerFacts {
 /// note may come with either.
 struct CheckOutcome {
     var result: Verdict.Result?
-    var reason = ""
+    var because: VerdictReason?
     var chain: [String]?
-    var note: String?
+    var note: VerdictReason?
 
     static let fine = CheckOutcome()
-    static func objects(_ result: Verdict.Result, _ reason: String) -> CheckOutcome {
-        CheckOutcome(result: result, reason: reason)
+    static func objects(_ result: Verdict.Result, _ because: VerdictReason?) -> CheckOutcome {
+        CheckOutcome(result: result, because: because)
     }
 }
 
@@ -217,9 +216,9 @@ struct ChainCheck: SignerCheck {
 
     func check(_ facts: SignerFacts) -> CheckOutcome {
         let chain = trust.verifyChain(leaf: facts.leaf, messageCertificates: facts.messageCertificates)
-        var outcome = chain.result == .pass ? CheckOutcome.fine : .objects(chain.result, chain.reason)
+        var outcome = chain.result == .pass ? CheckOutcome.fine : .objects(chain.result, chain.because)
         outcome.chain = chain.chain
-        if chain.result == .pass && !chain.reason.isEmpty { outcome.note = chain.reason }
+        if chain.result == .pass { outcome.note = chain.because }
         return outcome
     }
 }
@@ -238,7 +237,7 @@ struct SigningTimeValidityCheck: SignerCheck {
         guard let time = facts.signingTime, let certificate = facts.certificate,
             time < certificate.notBefore || time > certificate.notAfter
         else { return .fine }
-        return .objects(.policy, "signed at \(time) outside the certificate's validity")
+        return .objects(.policy, .signedOutsideValidity(time))
     }
 }
 
@@ -252,9 +251,7 @@ struct SigningTimeSkewCheck: SignerCheck {
             return .fine
         }
         let minutes = Int(abs(time.timeIntervalSince(date)) / 60)
-        return .objects(
-            .policy,
-            "the signing time is \(minutes) minutes from the message's Date header (more than \(Int(skew / 60)) allowed)")
+        return .objects(.policy, .signingTimeSkew(minutes: minutes, allowed: Int(skew / 60)))
     }
 }
 
@@ -264,7 +261,6 @@ struct AddressCheck: SignerCheck {
         guard let from = facts.from, let certificate = facts.certificate,
             !Verifier.matches(from, certificate.emailAddresses)
         else { return .fine }
-        let addresses = certificate.emailAddresses.isEmpty ? "none" : certificate.emailAddresses.joined(separator: ", ")
-        return .objects(.policy, "the signer's address (\(addresses)) is not the From address \(from)")
+        return .objects(.policy, .addressMismatch(certificate: certificate.emailAddresses, from: from))
     }
 }

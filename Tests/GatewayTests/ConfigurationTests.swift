@@ -27,6 +27,7 @@ import Token
             RevocationCheck   crl+fetch
             CRLGracePeriod    3600
             SigningTimeSkew   7200
+            HeaderLanguage    vi
             CRLFetchTimeout   3
             DigestAlgorithm   sha-384
             OnSignFailure     reject
@@ -54,6 +55,7 @@ import Token
         #expect(configuration.signingTimeout == 20)
         #expect(configuration.revocationCheck == .crlFetch)
         #expect(configuration.crlGracePeriod == 3600 && configuration.signingTimeSkew == 7200)
+        #expect(configuration.headerLanguage == .vi)
         #expect(configuration.crlFetchTimeout == 3)
         #expect(configuration.digestAlgorithm == .sha384)
         #expect(configuration.onSignFailure == .reject)

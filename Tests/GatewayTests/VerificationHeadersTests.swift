@@ -2,6 +2,7 @@ import Foundation
 import Gateway
 import MIME
 import SMIME
+import TestSupport
 import Testing
 
 @Suite struct VerificationHeadersTests {
@@ -34,6 +35,50 @@ import Testing
         let value = VerificationHeaders.authenticationResults(policy, authservID: "mx")
         #expect(value.hasPrefix("mx; smime=policy reason=\"the certificate \\\"X\\\" expired\" body.smime-identifier="))
         #expect(VerificationHeaders.authenticationResults(Verdict(result: .none), authservID: "mx") == "mx; smime=none")
+    }
+
+    /// In Vietnamese, as the province's recipients read it: decoded by Python's `email.header`
+    /// (an independent RFC 2047 decoder), the words, result and reason are Vietnamese.
+    @Test func theReadableHeaderInVietnameseDecodesInAnIndependentParser() throws {
+        var policy = verdict
+        policy.set(.policy, because: .addressMismatch(certificate: ["stttt@dienbien.gov.vn"], from: "ketoan@stttt.dienbien.gov.vn"))
+        let value = VerificationHeaders.readable(policy, language: .vi)
+        #expect(value.utf8.allSatisfy { $0 < 0x80 }, "RFC 2047-encoded")
+        let folded = HeaderField.fold(name: VerificationHeaders.readableName, value: value)
+        let script = """
+            import sys
+            from email.header import decode_header, make_header
+            value = sys.stdin.read().split(":", 1)[1]
+            print(str(make_header(decode_header(value))))
+            """
+        let decoded = try TestPKI.run(["python3", "-c", script], input: Array(folded.utf8))
+        #expect(decoded.status == 0, "\(decoded.output)")
+        let text = decoded.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(text.hasPrefix("chữ ký số đúng nhưng không được chấp nhận; lý do: địa chỉ thư trong chứng thư số"), "\(text)")
+        #expect(text.contains("không phải địa chỉ người gửi ketoan@stttt.dienbien.gov.vn"), "\(text)")
+        #expect(text.contains("người ký: Sở Thông tin và Truyền thông <stttt@dienbien.gov.vn>"), "\(text)")
+        #expect(text.contains("cơ quan: Sở Thông tin và Truyền thông tỉnh Điện Biên"), "\(text)")
+        // The machine-readable header keeps its keywords and an English reason.
+        let results = VerificationHeaders.authenticationResults(policy, authservID: "mx")
+        #expect(results.hasPrefix("mx; smime=policy reason=\"the signer's address (stttt@dienbien.gov.vn) is not the From address"))
+    }
+
+    /// Every reason has its own Vietnamese sentence.
+    @Test func everyReasonReadsInVietnamese() {
+        let day = Date(timeIntervalSince1970: 1_795_000_000)
+        let reasons: [VerdictReason] = [
+            .notSigned, .verificationOff, .malformedMessage(signed: true, detail: "x"), .notCMS, .notSignedData, .noSigner,
+            .noContent, .altered, .badSignature, .signerCertificateMissing, .unprocessable("x"), .unreadableCertificate,
+            .revoked(subject: "CN=A", since: day, byOCSP: true), .revocationUnknown("x"), .untrusted("x"),
+            .outsideValidity(expired: true, detail: "x"), .certificateNotAcceptable("x"), .keyUsage, .extendedKeyUsage,
+            .signedOutsideValidity(day), .signingTimeSkew(minutes: 120, allowed: 60),
+            .addressMismatch(certificate: [], from: "a@b.vn"), .noAuthor, .notes("x"),
+        ]
+        for reason in reasons {
+            #expect(reason.vietnamese != reason.english && !reason.vietnamese.isEmpty, "\(reason)")
+            #expect(reason.vietnamese.unicodeScalars.contains { $0.value > 0x7F }, "\(reason): \(reason.vietnamese)")
+        }
+        #expect(VerdictReason.revoked(subject: "CN=A", since: day, byOCSP: false).vietnamese.contains("từ ngày 18/11/2026"))
     }
 
     @Test func theReadableHeaderDecodesToVietnameseAndFoldsWithinLimits() {
