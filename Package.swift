@@ -73,8 +73,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "MIMETests",
-            dependencies: ["MIME", .product(name: "PropertyBased", package: "swift-property-based")],
-            exclude: ["Corpus"], resources: [], swiftSettings: swiftSettings),
+            dependencies: ["MIME", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
+            exclude: ["Corpus", "email_parts.py"], resources: [], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -105,3 +105,11 @@ write("34-calendar-8bit", head(34, "Họp") + 'Content-Type: text/calendar; char
 write("35-bare-cr-binary", data=crlf(head(35, "Bare CR") + "Content-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n").encode() + b"a\rb\rc\x00d")
 write("36-8bit-no-cte", head(36, "8bit undeclared") + "Content-Type: text/plain; charset=utf-8\n\n" + VN + "\n")
 write("37-no-final-newline", head(37, "No final newline") + "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nKết thúc không xuống dòng")
+# Malformed multiparts that signing must not change the shape of: a part with no header lines
+# (two delimiter lines in a row, and a part whose first line is content), and an inner
+# multipart that reuses its parent's boundary.
+write("38-part-without-headers", head(38, "Part without headers") + 'Content-Type: multipart/mixed; boundary="p38"\n\n'
+      "--p38\n--p38\nContent-Type: text/plain\n\nSecond part.\n--p38\nno header here, just text\n--p38--\n")
+write("39-nested-same-boundary", head(39, "Nested, same boundary") + 'Content-Type: multipart/mixed; boundary="same"\n\n'
+      '--same\nContent-Type: multipart/alternative; boundary="same"\n\n--same\nContent-Type: text/plain\n\nplain\n'
+      "--same\nContent-Type: text/html\n\n<p>html</p>\n--same--\n--same\nContent-Type: text/plain\n\nafter\n--same--\n")

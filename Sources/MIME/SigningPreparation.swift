@@ -85,8 +85,12 @@ struct SevenBit {
         let encoded = encoding == "base64" || encoding == "quoted-printable"
         let safe = scan.isSevenBitSafe && (encoded || !isText || !scan.needsProtection)
         if safe {
-            writeHeaders(entity, transferEncoding: nil, into: &out)
-            out += Bytes.crlf
+            // A part with no header lines and no blank line is copied as it is: writing a blank
+            // line would turn an empty part into a part another parser counts (RFC 2046 5.1.1).
+            if !(entity.headers.isEmpty && entity.separatorRange.isEmpty) {
+                writeHeaders(entity, transferEncoding: nil, into: &out)
+                out += Bytes.crlf
+            }
             // Mail from SMTP is CRLF already: copy it in one piece.
             out += scan.hasBareLF ? Bytes.canonicalCRLF(body) : Array(body)
             return
