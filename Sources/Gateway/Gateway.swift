@@ -51,12 +51,24 @@ public struct Decision: Sendable {
     }
 
     public let outcome: Outcome
+    /// Header edits and the new body, in order.
     public let actions: [MilterAction]
+    /// How the message ends.
+    public let reply: MilterAction.Reply
     /// The units counted, and the address the decision was about.
     public let units: [String]
     public let address: String?
 
-    public var reply: MilterAction.Reply { MilterAction.reply(of: actions) }
+    public init(
+        outcome: Outcome, actions: [MilterAction] = [], reply: MilterAction.Reply = .accept, units: [String],
+        address: String?
+    ) {
+        self.outcome = outcome
+        self.actions = actions
+        self.reply = reply
+        self.units = units
+        self.address = address
+    }
 
     /// The counter this decision adds to.
     public var counter: String {
@@ -147,7 +159,7 @@ public final class Gateway: Sendable {
         } else if configuration.verifies {
             decision = verify(envelope: envelope, headers: headers, body: body)
         } else {
-            decision = Decision(outcome: .skipped(why: "incoming"), actions: [], units: [], address: nil)
+            decision = Decision(outcome: .skipped(why: "incoming"), units: [], address: nil)
         }
         statistics.count(decision.counter, units: decision.units)
         return decision
@@ -158,9 +170,8 @@ public final class Gateway: Sendable {
     public func internalError(_ detail: String) -> Decision {
         let decision = Decision(
             outcome: .failed(why: "internal", detail: detail),
-            actions: [
-                .reply(.failure(configuration.onInternalError, enhancedSubject: "3.0", text: "internal error in the S/MIME milter, try again later"))
-            ],
+            reply: .failure(
+                configuration.onInternalError, enhancedSubject: "3.0", text: "internal error in the S/MIME milter, try again later"),
             units: [], address: nil)
         statistics.count(decision.counter, units: ["(unknown)"])
         return decision
@@ -183,10 +194,10 @@ public final class Gateway: Sendable {
         let author = Verification.authorAddress(headers)
         let units = [Gateway.domain(author ?? envelope.sender)]
         func skip(_ why: String) -> Decision {
-            Decision(outcome: .skipped(why: why), actions: [.reply(.accept)], units: units, address: author)
+            Decision(outcome: .skipped(why: why), units: units, address: author)
         }
         func fail(_ why: String, _ detail: String, _ reply: MilterAction.Reply) -> Decision {
-            Decision(outcome: .failed(why: why, detail: detail), actions: [.reply(reply)], units: units, address: author)
+            Decision(outcome: .failed(why: why, detail: detail), reply: reply, units: units, address: author)
         }
 
         let contentType = headers.first(where: { $0.hasName("Content-Type") }).map { ContentType(parsing: $0.value) }
@@ -219,7 +230,7 @@ public final class Gateway: Sendable {
                 headers: headers, body: body, signer: signer, digest: configuration.digestAlgorithm)
             return Decision(
                 outcome: .signed(signer: label),
-                actions: result.headerEdits.map(MilterAction.header) + [.replaceBody(result.body), .reply(.accept)],
+                actions: result.headerEdits.map(MilterAction.header) + [.replaceBody(result.body)],
                 units: units, address: author)
         } catch let error as TokenError {
             return fail(
@@ -345,7 +356,6 @@ public final class Gateway: Sendable {
             reply = .failure(
                 configuration.onBadSignature, enhancedSubject: "7.1", text: "S/MIME signature verification failed: \(verdict.reason)")
         }
-        actions.append(.reply(reply))
-        return Decision(outcome: .verified(verdict), actions: actions, units: units, address: author)
+        return Decision(outcome: .verified(verdict), actions: actions, reply: reply, units: units, address: author)
     }
 }

@@ -1,9 +1,9 @@
-/// What the milter does with a message, in order: header edits, a new body, then one reply.
+/// What the milter does to a message, in order: header edits and a new body. How the message
+/// ends is `Decision.reply`.
 public enum MilterAction: Sendable, Equatable {
     case header(HeaderEdit)
     /// The new body, in pieces to be sent in order (the signed entity is one of them, not copied).
     case replaceBody([[UInt8]])
-    case reply(Reply)
 
     /// The reply that ends a message: the disposition and, for tempfail and reject, the SMTP
     /// code, enhanced status code (RFC 3463) and text Postfix passes on to the client.
@@ -41,11 +41,5 @@ public enum MilterAction: Sendable, Equatable {
         public var description: String {
             [disposition.rawValue, code, enhancedCode, text.isEmpty ? nil : text].compactMap { $0 }.joined(separator: " ")
         }
-    }
-
-    /// The reply among the actions (the last one), accept when there is none.
-    public static func reply(of actions: [MilterAction]) -> Reply {
-        for case .reply(let reply) in actions.reversed() { return reply }
-        return .accept
     }
 }

@@ -445,8 +445,6 @@ public enum MilterServer {
                 if pieces.allSatisfy(\.isEmpty), smfi_replacebody(ctx, nil, 0) != MI_SUCCESS {
                     failed = "the MTA refused the new body"
                 }
-            case .reply:
-                break
             }
         }
         if let failed {
