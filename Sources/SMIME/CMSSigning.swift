@@ -79,27 +79,19 @@ public enum CMSSigning {
             for (a, b) in zip(left, right) where a != b { return a < b }
             return left.count < right.count
         }
-        let body = elements.flatMap { $0 }
-        return [0x31] + DER.length(body.count) + body
+        return DER.tagged(0x31, elements.flatMap { $0 })
     }
 
     /// RSASSA-PSS with MGF1 over the same hash and a salt as long as the hash (RFC 4055
     /// section 3.1), written into the SignerInfo's signatureAlgorithm.
     static func setPSSAlgorithm(_ signerInfo: OpaquePointer, digest: DigestAlgorithm) throws {
-        let hashOID: [UInt8] = [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02]
-        let last: UInt8 =
-            switch digest {
-            case .sha256: 1
-            case .sha384: 2
-            case .sha512: 3
-            }
-        let hashAlgorithm: [UInt8] = [0x30, 0x0D] + hashOID + [last, 0x05, 0x00]
-        let mgf1: [UInt8] = [0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x08]
-        let maskGen: [UInt8] = [0x30, UInt8(mgf1.count + hashAlgorithm.count)] + mgf1 + hashAlgorithm
-        let fields: [UInt8] =
-            [0xA0, UInt8(hashAlgorithm.count)] + hashAlgorithm + [0xA1, UInt8(maskGen.count)] + maskGen
-            + [0xA2, 0x03, 0x02, 0x01, UInt8(digest.length)]
-        let parameters: [UInt8] = [0x30, UInt8(fields.count)] + fields
+        let hashAlgorithm = digest.algorithmIdentifier
+        let mgf1: [UInt8] = [0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x08]  // id-mgf1
+        let maskGen = DER.tagged(0x30, mgf1 + hashAlgorithm)
+        // RSASSA-PSS-params: [0] hashAlgorithm, [1] maskGenAlgorithm, [2] saltLength.
+        let parameters = DER.tagged(
+            0x30,
+            DER.tagged(0xA0, hashAlgorithm) + DER.tagged(0xA1, maskGen) + DER.tagged(0xA2, DER.integer([UInt8(digest.length)])))
 
         var signatureAlgorithm: UnsafeMutablePointer<X509_ALGOR>?
         CMS_SignerInfo_get0_algs(signerInfo, nil, nil, nil, &signatureAlgorithm)

@@ -34,17 +34,20 @@ public enum DigestAlgorithm: String, Sendable, CaseIterable {
     /// The DER DigestInfo prefix that precedes the hash in an RSA PKCS#1 v1.5 signature
     /// (RFC 8017 section 9.2, note 1).
     var digestInfoPrefix: [UInt8] {
+        let hashLength = UInt8(length)
+        return [0x30, UInt8(algorithmIdentifier.count) + 2 + hashLength] + algorithmIdentifier + [0x04, hashLength]
+    }
+
+    /// `AlgorithmIdentifier ::= SEQUENCE { id-sha256/384/512, NULL }` (RFC 5754 section 2: the
+    /// OID under 2.16.840.1.101.3.4.2 with explicit NULL parameters), DER.
+    public var algorithmIdentifier: [UInt8] {
         let oidLast: UInt8
         switch self {
         case .sha256: oidLast = 1
         case .sha384: oidLast = 2
         case .sha512: oidLast = 3
         }
-        let hashLength = UInt8(length)
-        return [
-            0x30, 0x11 + hashLength, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-            oidLast, 0x05, 0x00, 0x04, hashLength,
-        ]
+        return DER.tagged(0x30, [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, oidLast, 0x05, 0x00])
     }
 }
 
@@ -98,16 +101,21 @@ public enum DER {
     /// `Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 5753 section 7.2).
     static func ecdsaSignature(raw: [UInt8]) -> [UInt8] {
         let half = raw.count / 2
-        let body = integer(Array(raw[..<half])) + integer(Array(raw[half...]))
-        return [0x30] + length(body.count) + body
+        return tagged(0x30, integer(Array(raw[..<half])) + integer(Array(raw[half...])))
     }
 
-    static func integer(_ magnitude: [UInt8]) -> [UInt8] {
+    /// A DER INTEGER from an unsigned big-endian magnitude: minimal, and positive.
+    public static func integer(_ magnitude: [UInt8]) -> [UInt8] {
         var bytes = Array(magnitude.drop(while: { $0 == 0 }))
         if bytes.isEmpty || bytes[0] & 0x80 != 0 {
             bytes.insert(0, at: 0)
         }
-        return [0x02] + length(bytes.count) + bytes
+        return tagged(0x02, bytes)
+    }
+
+    /// A DER element: tag, length, contents.
+    public static func tagged(_ tag: UInt8, _ contents: [UInt8]) -> [UInt8] {
+        [tag] + length(contents.count) + contents
     }
 
     /// A DER length field (X.690 section 8.1.3): short form below 128, long form above.
