@@ -1,5 +1,6 @@
 internal import COpenSSL
 public import Foundation
+import Synchronization
 public import Token
 
 /// CMS SignedData (RFC 5652) made by OpenSSL with the signature made elsewhere (on a token).
@@ -113,20 +114,19 @@ public enum CMSSigning {
 /// Signer certificates parsed once: every signed message names the same few, and parsing them
 /// from DER each time is a measurable part of signing. Parsed `X509` objects are only read
 /// (OpenSSL locks its own lazily computed fields), so they are shared between threads.
-final class ParsedCertificates: @unchecked Sendable {
+final class ParsedCertificates: Sendable {
     static let shared = ParsedCertificates()
 
-    private let lock = NSLock()
-    private var handles: [[UInt8]: X509Handle] = [:]
+    private let handles = Mutex<[[UInt8]: X509Handle]>([:])
 
     func handle(_ der: [UInt8]) throws -> X509Handle {
-        lock.lock()
-        defer { lock.unlock() }
-        if let handle = handles[der] { return handle }
-        let handle = try X509Handle(der: der)
-        // Bounded: a configuration names a handful of signers; a reload may add more.
-        if handles.count > 256 { handles.removeAll() }
-        handles[der] = handle
-        return handle
+        try handles.withLock { handles in
+            if let handle = handles[der] { return handle }
+            let handle = try X509Handle(der: der)
+            // Bounded: a configuration names a handful of signers; a reload may add more.
+            if handles.count > 256 { handles.removeAll() }
+            handles[der] = handle
+            return handle
+        }
     }
 }

@@ -308,6 +308,7 @@ struct OCSPRequest: @unchecked Sendable {
 
 /// Owns an `OCSP_REQUEST` (kept for the nonce check of the answer).
 final class OCSPRequestHandle: @unchecked Sendable {
+    // @unchecked: built, then only read (for the nonce check).
     let pointer: OpaquePointer
     init(_ pointer: OpaquePointer) { self.pointer = pointer }
     deinit { OCSP_REQUEST_free(pointer) }

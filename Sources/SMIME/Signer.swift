@@ -78,6 +78,7 @@ public enum Chain {
 
 /// A private key in a PEM file: the second key source, never a silent fallback for a token.
 public final class PEMKeySigner: Signer, @unchecked Sendable {
+    // @unchecked: immutable after init; the key is only read (signing makes a context per call).
     public let certificate: [UInt8]
     public let chain: [[UInt8]]
     public let scheme: SignatureScheme

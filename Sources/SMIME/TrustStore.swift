@@ -20,6 +20,8 @@ public enum RevocationCheck: String, Sendable, CaseIterable {
 /// configuration and shared by every connection (an `X509_STORE` is safe to read from many
 /// threads); the CRL cache has its own lock.
 public final class TrustStore: @unchecked Sendable {
+    // @unchecked: immutable after init; the X509_STORE and the certificates are only read (with
+    // no lookup methods added, OpenSSL allows that from many threads); the cache locks itself.
     public let anchors: [Certificate]
     public let revocation: RevocationCheck
     /// Seconds a message may wait, in total, for revocation data and missing CA certificates.
@@ -334,6 +336,7 @@ public final class TrustStore: @unchecked Sendable {
 
 /// The one owner of an OpenSSL `X509_STORE` (safe to read from many threads once filled).
 final class StoreHandle: @unchecked Sendable {
+    // @unchecked: filled before it is shared, only read afterwards.
     let pointer: OpaquePointer
 
     init(takingOwnershipOf pointer: OpaquePointer) {
@@ -345,6 +348,8 @@ final class StoreHandle: @unchecked Sendable {
 
 /// The one owner of an OpenSSL `X509_CRL`.
 final class CRLHandle: @unchecked Sendable {
+    // @unchecked: the CRL is only read; OpenSSL sorts its entries on the first lookup under the
+    // CRL's own lock; the verified keys are behind a Mutex.
     let pointer: OpaquePointer
 
     init(takingOwnershipOf pointer: OpaquePointer) {

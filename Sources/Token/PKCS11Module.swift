@@ -7,6 +7,9 @@ import Foundation
 /// modules are shared: `PKCS11Module.load(path:)` and `registered()` return the same object for
 /// the same module for as long as someone holds it.
 public final class PKCS11Module: @unchecked Sendable {
+    // @unchecked: `lastReinitialization` and `restarts` change only inside `callLock.write`, and
+    // are read inside `callLock`; the rest is immutable; the function list is the module's own,
+    // which PKCS#11 modules initialised with OS locking allow from any thread.
     /// The module's file name, or its p11-kit registration name.
     public let name: String
     public let path: String?
@@ -409,22 +412,34 @@ struct AttributeTemplate {
     }
 }
 
-/// A pthread read/write lock: many readers, or one writer.
+/// A pthread read/write lock: many readers, or one writer. Every call into a module reads;
+/// only a restart of the module writes (measured reason: calls into one module from several
+/// tokens' threads must not queue behind each other).
 final class ReadWriteLock: @unchecked Sendable {
-    private var lock = pthread_rwlock_t()
+    // @unchecked: the lock itself is the synchronisation; it lives at a fixed heap address
+    // (a pthread lock must not move, which a stored property's address does not promise).
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
 
-    init() { pthread_rwlock_init(&lock, nil) }
-    deinit { pthread_rwlock_destroy(&lock) }
+    init() {
+        lock = .allocate(capacity: 1)
+        lock.initialize(to: pthread_rwlock_t())
+        pthread_rwlock_init(lock, nil)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
+    }
 
     func read<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_rwlock_rdlock(&lock)
-        defer { pthread_rwlock_unlock(&lock) }
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
         return try body()
     }
 
     func write<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_rwlock_wrlock(&lock)
-        defer { pthread_rwlock_unlock(&lock) }
+        pthread_rwlock_wrlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
         return try body()
     }
 }

@@ -10,6 +10,9 @@ public import Logging
 /// `TokenError.isRecoverable`), the token is found again by its URI, logged in again and the
 /// operation retried once.
 public final class TokenKey: @unchecked Sendable {
+    // @unchecked: the pool's state (binding, idle, open, generation, poolLimit) is read and
+    // written only with `condition` held; everything else is immutable after init. The
+    // condition stays an NSCondition: the pool waits for a session with a deadline.
     public let uri: PKCS11URI
     public let keyType: KeyType
     /// `CKA_ID` of the key (and of its certificate).

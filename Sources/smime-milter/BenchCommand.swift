@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import Token
 
 struct BenchCommand: ParsableCommand {
@@ -69,34 +70,13 @@ struct TokenBench: ParsableCommand {
     }
 }
 
-final class LockedCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    private var error: String?
+final class LockedCounter: Sendable {
+    private let state = Mutex<(count: Int, error: String?)>((0, nil))
 
-    func add(_ amount: Int) {
-        lock.lock()
-        count += amount
-        lock.unlock()
-    }
-
-    func fail(_ text: String) {
-        lock.lock()
-        error = text
-        lock.unlock()
-    }
-
-    var value: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return count
-    }
-
-    var failure: String? {
-        lock.lock()
-        defer { lock.unlock() }
-        return error
-    }
+    func add(_ amount: Int) { state.withLock { $0.count += amount } }
+    func fail(_ text: String) { state.withLock { $0.error = text } }
+    var value: Int { state.withLock { $0.count } }
+    var failure: String? { state.withLock { $0.error } }
 }
 
 /// One table row: a left-aligned label and right-aligned figures.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TestSupport
 import Testing
 
 @testable import SMIME
@@ -19,7 +20,7 @@ import Testing
 
     @Test func oneDownloadPerAddressIsInFlightAndWaitersShareIt() {
         let cache = cache()
-        let calls = Calls()
+        let calls = Tally()
         for _ in 0..<5 {
             cache.start("http://ca.example/a.crl") {
                 calls.add()
@@ -34,7 +35,7 @@ import Testing
 
     @Test func aFailedAddressBacksOffAndTheBackOffDoubles() throws {
         let cache = cache(backoff: 1)
-        let calls = Calls()
+        let calls = Tally()
         let failing: @Sendable () throws -> FetchCache.Item = {
             calls.add()
             throw SMIMEError("refused")
@@ -57,7 +58,7 @@ import Testing
 
     @Test func itemsAboutToRunOutAreFetchedAgainInTheBackground() {
         let cache = cache()
-        let calls = Calls()
+        let calls = Tally()
         let key = "http://ca.example/soon.crl"
         cache.start(key) {
             calls.add()
@@ -71,11 +72,4 @@ import Testing
         Thread.sleep(forTimeInterval: 0.1)
         #expect(calls.value == 2)
     }
-}
-
-final class Calls: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    func add() { lock.lock(); count += 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A TCP listener on 127.0.0.1 that accepts connections and never answers: a hanging server.
 public final class SilentServer: @unchecked Sendable {
@@ -69,4 +70,14 @@ public final class CAServer: @unchecked Sendable {
         process.terminate()
         process.waitUntilExit()
     }
+}
+
+/// A count many threads add to.
+public final class Tally: Sendable {
+    private let count = Mutex(0)
+
+    public init() {}
+
+    public func add() { count.withLock { $0 += 1 } }
+    public var value: Int { count.withLock { $0 } }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 
@@ -207,19 +208,9 @@ import Testing
     }
 }
 
-final class Results: @unchecked Sendable {
-    private let lock = NSLock()
-    private var results: [Result<[UInt8], any Error>] = []
+final class Results: Sendable {
+    private let results = Mutex<[Result<[UInt8], any Error>]>([])
 
-    func add(_ result: Result<[UInt8], any Error>) {
-        lock.lock()
-        results.append(result)
-        lock.unlock()
-    }
-
-    var all: [Result<[UInt8], any Error>] {
-        lock.lock()
-        defer { lock.unlock() }
-        return results
-    }
+    func add(_ result: Result<[UInt8], any Error>) { results.withLock { $0.append(result) } }
+    var all: [Result<[UInt8], any Error>] { results.withLock { $0 } }
 }

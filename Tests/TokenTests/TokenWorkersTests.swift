@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Token
@@ -24,7 +25,7 @@ import Testing
         let workers = TokenWorkers(name: "test", threads: 1, stuckAfter: 30)
         let release = DispatchSemaphore(value: 0)
         let holding = DispatchSemaphore(value: 0)
-        let ran = Counter()
+        let ran = Tally()
         Thread.detachNewThread {
             _ = try? workers.run(until: Date(timeIntervalSinceNow: 30)) {
                 holding.signal()
@@ -54,11 +55,4 @@ import Testing
         #expect(workers.threadCount == 0)
         #expect(try workers.run(until: Date(timeIntervalSinceNow: 5)) { 42 } == 42)
     }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    func add() { lock.lock(); count += 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }
