@@ -72,6 +72,9 @@ let package = Package(
             name: "GatewayTests", dependencies: ["Gateway", "MIME", "SMIME", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
+            name: "MilterTests", dependencies: ["Milter", "Gateway", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "MIMETests",
             dependencies: ["MIME", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
             exclude: ["Corpus", "email_parts.py"], resources: [], swiftSettings: swiftSettings),

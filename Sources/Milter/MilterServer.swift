@@ -410,79 +410,20 @@ public enum MilterServer {
 
     // MARK: applying a decision
 
-    /// Applies the actions; if the MTA refuses one while signing, the message is tempfailed
-    /// rather than let through half-changed or unsigned.
+    /// Applies the decision through libmilter (`DecisionApplier` decides what to call).
     static func apply(_ decision: Decision, to ctx: OpaquePointer, connection: Connection, logger: Logger) -> sfsistat {
-        let leadingSpace = connection.protocolFlags & UInt(SMFIP_HDR_LEADSPC) != 0
-        var failed: String?
-        for action in decision.actions where failed == nil {
-            switch action {
-            case .header(let edit):
-                let result: Int32
-                switch edit {
-                case .delete(let name, let occurrence):
-                    result = withC(name) { smfi_chgheader(ctx, $0, Int32(occurrence), nil) }
-                case .change(let name, let occurrence, let value):
-                    result = withC(name, folded(name, value, leadingSpace)) { smfi_chgheader(ctx, $0, Int32(occurrence), $1) }
-                case .insert(let index, let name, let value):
-                    result = withC(name, folded(name, value, leadingSpace)) { smfi_insheader(ctx, Int32(index), $0, $1) }
-                case .add(let name, let value):
-                    result = withC(name, folded(name, value, leadingSpace)) { smfi_addheader(ctx, $0, $1) }
-                }
-                if result != MI_SUCCESS { failed = "the MTA refused a header change (\(edit))" }
-            case .replaceBody(let pieces):
-                for piece in pieces {
-                    var offset = 0
-                    while offset < piece.count && failed == nil {
-                        let length = min(65535, piece.count - offset)
-                        let result = piece.withUnsafeBufferPointer {
-                            smfi_replacebody(ctx, UnsafeMutablePointer(mutating: $0.baseAddress! + offset), Int32(length))
-                        }
-                        if result != MI_SUCCESS { failed = "the MTA refused the new body" }
-                        offset += length
-                    }
-                }
-                if pieces.allSatisfy(\.isEmpty), smfi_replacebody(ctx, nil, 0) != MI_SUCCESS {
-                    failed = "the MTA refused the new body"
-                }
-            }
+        let ending = DecisionApplier.apply(
+            decision, to: LibmilterEditor(ctx: ctx), leadingSpace: connection.protocolFlags & UInt(SMFIP_HDR_LEADSPC) != 0,
+            logger: logger)
+        switch ending {
+        case .accept: return SMFIS_CONTINUE
+        case .tempfail: return SMFIS_TEMPFAIL
+        case .reject: return SMFIS_REJECT
         }
-        if let failed {
-            logger.error("\(failed); the message is deferred")
-            setReply(ctx, code: "451", enhanced: "4.3.0", text: "message could not be processed, try again later")
-            return SMFIS_TEMPFAIL
-        }
-        let reply = decision.reply
-        switch reply.disposition {
-        case .accept:
-            return SMFIS_CONTINUE
-        case .quarantine:
-            _ = withC(sanitized(reply.text)) { smfi_quarantine(ctx, $0) }
-            return SMFIS_CONTINUE
-        case .tempfail:
-            setReply(ctx, code: reply.code ?? "451", enhanced: reply.enhancedCode ?? "4.7.0", text: reply.text)
-            return SMFIS_TEMPFAIL
-        case .reject:
-            setReply(ctx, code: reply.code ?? "550", enhanced: reply.enhancedCode ?? "5.7.0", text: reply.text)
-            return SMFIS_REJECT
-        }
-    }
-
-    /// A header value as libmilter takes it: folded with LF line breaks, with the leading space
-    /// when the MTA keeps header values' leading space.
-    static func folded(_ name: String, _ value: String, _ leadingSpace: Bool) -> String {
-        let folded = String(HeaderField.fold(name: name, value: value).dropFirst(name.count + 1))
-            .replacingOccurrences(of: "\r\n", with: "\n")
-        return leadingSpace ? folded : String(folded.drop(while: { $0 == " " }))
     }
 
     static func setReply(_ ctx: OpaquePointer, code: String, enhanced: String, text: String) {
-        _ = withC(code, enhanced) { code, enhanced in withC(sanitized(text)) { smfi_setreply(ctx, code, enhanced, $0) } }
-    }
-
-    /// Reply text: printable ASCII, no `%` (libmilter formats it), at most 900 octets.
-    static func sanitized(_ text: String) -> String {
-        String(String(text.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0 != "%" ? Character($0) : "?" }).prefix(900))
+        LibmilterEditor(ctx: ctx).setReply(code: code, enhancedCode: enhanced, text: DecisionApplier.sanitized(text))
     }
 
     /// C strings for libmilter, whose prototypes say `char *` but which only read them.
@@ -516,6 +457,41 @@ public enum MilterServer {
             }
         default:
             return nil
+        }
+    }
+}
+
+/// The `smfi_*` modifications of one message's context.
+struct LibmilterEditor: MessageEditor {
+    let ctx: OpaquePointer
+
+    func changeHeader(_ name: String, occurrence: Int, value: String?) -> Bool {
+        guard let value else { return MilterServer.withC(name) { smfi_chgheader(ctx, $0, Int32(occurrence), nil) } == MI_SUCCESS }
+        return MilterServer.withC(name, value) { smfi_chgheader(ctx, $0, Int32(occurrence), $1) } == MI_SUCCESS
+    }
+
+    func insertHeader(_ name: String, at index: Int, value: String) -> Bool {
+        MilterServer.withC(name, value) { smfi_insheader(ctx, Int32(index), $0, $1) } == MI_SUCCESS
+    }
+
+    func addHeader(_ name: String, value: String) -> Bool {
+        MilterServer.withC(name, value) { smfi_addheader(ctx, $0, $1) } == MI_SUCCESS
+    }
+
+    func replaceBody(_ piece: ArraySlice<UInt8>) -> Bool {
+        guard !piece.isEmpty else { return smfi_replacebody(ctx, nil, 0) == MI_SUCCESS }
+        return piece.withUnsafeBufferPointer {
+            smfi_replacebody(ctx, UnsafeMutablePointer(mutating: $0.baseAddress!), Int32($0.count))
+        } == MI_SUCCESS
+    }
+
+    func quarantine(_ reason: String) -> Bool {
+        MilterServer.withC(reason) { smfi_quarantine(ctx, $0) } == MI_SUCCESS
+    }
+
+    func setReply(code: String, enhancedCode: String, text: String) {
+        _ = MilterServer.withC(code, enhancedCode) { code, enhanced in
+            MilterServer.withC(text) { smfi_setreply(ctx, code, enhanced, $0) }
         }
     }
 }

@@ -1,0 +1,91 @@
+import Gateway
+import Logging
+import Milter
+import Testing
+
+/// Applying a decision without libmilter: a recording editor stands where the MTA would be.
+@Suite struct DecisionApplierTests {
+    final class Recorder: MessageEditor {
+        var calls: [String] = []
+        var bodyPieces: [Int] = []
+        var refuse: String?
+
+        func record(_ call: String) -> Bool {
+            calls.append(call)
+            return refuse.map { !call.hasPrefix($0) } ?? true
+        }
+
+        func changeHeader(_ name: String, occurrence: Int, value: String?) -> Bool {
+            record("change \(name) \(occurrence) \(value ?? "(delete)")")
+        }
+        func insertHeader(_ name: String, at index: Int, value: String) -> Bool { record("insert \(index) \(name):\(value)") }
+        func addHeader(_ name: String, value: String) -> Bool { record("add \(name):\(value)") }
+        func replaceBody(_ piece: ArraySlice<UInt8>) -> Bool {
+            bodyPieces.append(piece.count)
+            return record("body \(piece.count)")
+        }
+        func quarantine(_ reason: String) -> Bool { record("quarantine \(reason)") }
+        func setReply(code: String, enhancedCode: String, text: String) { _ = record("reply \(code) \(enhancedCode) \(text)") }
+    }
+
+    let logger = Logger(label: "test")
+
+    @Test func editsGoInOrderAndALargeBodyInPiecesLibmilterTakes() {
+        let body: [[UInt8]] = [Array(repeating: 0x41, count: 100_000), [], Array(repeating: 0x42, count: 10)]
+        let decision = Decision(
+            outcome: .signed(signer: "x"),
+            actions: [
+                .header(.delete(name: "Content-Type", occurrence: 1)),
+                .header(.insert(index: 0, name: "Content-Type", value: "multipart/signed; boundary=b")),
+                .replaceBody(body),
+            ],
+            units: [], address: nil)
+        let recorder = Recorder()
+        #expect(DecisionApplier.apply(decision, to: recorder, leadingSpace: true, logger: logger) == .accept)
+        #expect(recorder.calls.prefix(2) == ["change Content-Type 1 (delete)", "insert 0 Content-Type: multipart/signed; boundary=b"])
+        #expect(recorder.bodyPieces == [65535, 100_000 - 65535, 10])
+    }
+
+    @Test func anEmptyNewBodyIsSentAsOneEmptyPiece() {
+        let decision = Decision(outcome: .signed(signer: "x"), actions: [.replaceBody([[]])], units: [], address: nil)
+        let recorder = Recorder()
+        _ = DecisionApplier.apply(decision, to: recorder, leadingSpace: false, logger: logger)
+        #expect(recorder.bodyPieces == [0])
+    }
+
+    /// The MTA refuses a change while signing: the message is deferred, never let through
+    /// half-changed, and nothing after the refusal is attempted.
+    @Test func aRefusedChangeDefersTheMessage() {
+        let decision = Decision(
+            outcome: .signed(signer: "x"),
+            actions: [.header(.add(name: "X-A", value: "1")), .replaceBody([[0x41]])], units: [], address: nil)
+        let recorder = Recorder()
+        recorder.refuse = "add"
+        #expect(DecisionApplier.apply(decision, to: recorder, leadingSpace: false, logger: logger) == .tempfail)
+        #expect(recorder.calls == ["add X-A:1", "reply 451 4.3.0 message could not be processed, try again later"])
+    }
+
+    @Test(arguments: [
+        (MilterAction.Reply.failure(.tempfail, enhancedSubject: "7.0", text: "token 100% gone\r\n"), MessageEnding.tempfail,
+         Optional("reply 451 4.7.0 token 100? gone??")),
+        (.failure(.reject, enhancedSubject: "7.1", text: "no"), .reject, "reply 550 5.7.1 no"),
+        (.failure(.quarantine, enhancedSubject: "7.1", text: "bad signature"), .accept, "quarantine bad signature"),
+        (.accept, .accept, nil),
+    ])
+    func theReplyEndsTheMessage(reply: MilterAction.Reply, ending: MessageEnding, call: String?) {
+        let decision = Decision(outcome: .skipped(why: "x"), reply: reply, units: [], address: nil)
+        let recorder = Recorder()
+        #expect(DecisionApplier.apply(decision, to: recorder, leadingSpace: false, logger: logger) == ending)
+        #expect(recorder.calls == (call.map { [$0] } ?? []))
+    }
+
+    @Test func headerValuesKeepTheLeadingSpaceOnlyWhenTheMTADoes() {
+        let decision = Decision(
+            outcome: .skipped(why: "x"), actions: [.header(.add(name: "X-A", value: "v"))], units: [], address: nil)
+        let with = Recorder()
+        _ = DecisionApplier.apply(decision, to: with, leadingSpace: true, logger: logger)
+        let without = Recorder()
+        _ = DecisionApplier.apply(decision, to: without, leadingSpace: false, logger: logger)
+        #expect(with.calls == ["add X-A: v"] && without.calls == ["add X-A:v"])
+    }
+}
