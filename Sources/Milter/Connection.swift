@@ -26,9 +26,9 @@ final class Connection {
 
     private(set) var closed = false
 
-    init(gateway: Gateway) {
+    init(gateway: Gateway, spoolDirectory: String) {
         self.gateway = gateway
-        body = BodySpool(threshold: gateway.configuration.spoolThreshold, directory: MilterServer.spoolDirectory)
+        body = BodySpool(threshold: gateway.configuration.spoolThreshold, directory: spoolDirectory)
     }
 
     deinit {

@@ -19,16 +19,17 @@ public enum MilterServer {
         var gateway: Gateway?
         var configurationPath = ""
         var logger = Logger(label: "smime-milter")
-        var messagesInFlight = 0
         var stopping = false
+        /// The private directory for spooled bodies, made before libmilter starts.
+        var spoolDirectory = "/tmp"
     }
 
     static let state = Mutex(State())
     /// Messages whose body went to a spool file are decided and answered one at a time, so that a
     /// burst of large messages costs the memory of one.
     static let largeMessage = Mutex(())
-    /// The private directory for spooled bodies; set once before libmilter starts.
-    nonisolated(unsafe) static var spoolDirectory = "/tmp"
+    /// Messages between MAIL FROM and their end: a graceful stop waits for this group.
+    static let messagesInFlight = DispatchGroup()
 
     static var logger: Logger { state.withLock { $0.logger } }
 
@@ -69,7 +70,8 @@ public enum MilterServer {
         try register()
         try openSocket(socket, umask: configuration.umask)
         try dropPrivileges(configuration.userID, socket: socket, logger: logger)
-        spoolDirectory = try makeSpoolDirectory(in: configuration.spoolDirectory)
+        let spoolDirectory = try makeSpoolDirectory(in: configuration.spoolDirectory)
+        state.withLock { $0.spoolDirectory = spoolDirectory }
         defer { try? FileManager.default.removeItem(atPath: spoolDirectory) }
 
         let signals = Thread { signalLoop() }
@@ -144,13 +146,9 @@ public enum MilterServer {
     }
 
     static func waitForMessagesInFlight(logger: Logger) {
-        let deadline = ContinuousClock.now + .seconds(120)
-        while ContinuousClock.now < deadline {
-            let inFlight = state.withLock { $0.messagesInFlight }
-            if inFlight == 0 { return }
-            Thread.sleep(forTimeInterval: 0.05)
+        if messagesInFlight.wait(timeout: .now() + 120) == .timedOut {
+            logger.warning("stopping with messages still in flight; the MTA will retry them")
         }
-        logger.warning("stopping with messages still in flight; the MTA will retry them")
     }
 
     // MARK: statistics
@@ -274,8 +272,10 @@ public enum MilterServer {
 
     static func attach(_ ctx: OpaquePointer) -> Connection? {
         if let existing = connection(ctx) { return existing }
-        guard let gateway = state.withLock({ $0.gateway }) else { return nil }
-        let connection = Connection(gateway: gateway)
+        guard let (gateway, spool) = state.withLock({ state in state.gateway.map { ($0, state.spoolDirectory) } }) else {
+            return nil
+        }
+        let connection = Connection(gateway: gateway, spoolDirectory: spool)
         // Balanced by the one release in `close`.
         smfi_setpriv(ctx, Unmanaged.passRetained(connection).toOpaque())
         return connection
@@ -312,7 +312,7 @@ public enum MilterServer {
 
     static func envelopeFrom(_ ctx: OpaquePointer, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> sfsistat {
         guard let connection = connection(ctx) else { return SMFIS_TEMPFAIL }
-        if !connection.inMessage { state.withLock { $0.messagesInFlight += 1 } }
+        if !connection.inMessage { messagesInFlight.enter() }
         let sender = argv[0].map { String(cString: $0) } ?? ""
         connection.startMessage(sender: String(sender.trimmingPrefix("<").prefix(while: { $0 != ">" })))
         connection.envelope.authType = symbol(ctx, "{auth_type}")
@@ -390,7 +390,7 @@ public enum MilterServer {
     }
 
     static func finishMessage(_ connection: Connection) {
-        if connection.inMessage { state.withLock { $0.messagesInFlight -= 1 } }
+        if connection.inMessage { messagesInFlight.leave() }
         connection.resetMessage()
     }
 
