@@ -182,10 +182,19 @@ public enum MilterServer {
 
     // MARK: setting up
 
+    /// Strings libmilter keeps pointers to for the life of the process: held here, so that they
+    /// stay reachable (and a leak checker sees them as such). Set once, before libmilter starts.
+    nonisolated(unsafe) private static var keptForLibmilter: [UnsafeMutablePointer<CChar>] = []
+
+    private static func keptString(_ text: String) -> UnsafeMutablePointer<CChar> {
+        let copy = strdup(text)!
+        keptForLibmilter.append(copy)
+        return copy
+    }
+
     static func register() throws {
         var description = smfiDesc()
-        // libmilter keeps the pointer for the life of the process.
-        description.xxfi_name = strdup("smime-milter")
+        description.xxfi_name = keptString("smime-milter")
         description.xxfi_version = SMFI_VERSION
         description.xxfi_flags = actions
         description.xxfi_negotiate = { ctx, actions, steps, _, _, actionsOut, stepsOut, unused2, unused3 in
@@ -212,8 +221,7 @@ public enum MilterServer {
                 throw StartError(description: "the socket directory \(directory) does not exist; create it (mkdir -p \(directory)) or change Socket")
             }
         }
-        // libmilter keeps the pointer.
-        guard smfi_setconn(strdup(socket.libmilterForm)) == MI_SUCCESS else {
+        guard smfi_setconn(keptString(socket.libmilterForm)) == MI_SUCCESS else {
             throw StartError(description: "libmilter refused the socket \(socket)")
         }
         let previous = umask(mode_t(UInt16(mask, radix: 8) ?? 0o007))

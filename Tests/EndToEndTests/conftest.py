@@ -67,6 +67,9 @@ class Daemon:
     def stop(self):
         if self.process:
             stop_process(self.process, timeout=30)
+            if os.environ.get("SMIME_MILTER_SANITIZED"):
+                # Built with AddressSanitizer: its reports (leaks, memory errors) land in the log.
+                assert "Sanitizer" not in self.log_text(), self.log_text()[-6000:]
 
     def log_text(self):
         return self.log.read_text(errors="replace")
