@@ -28,14 +28,14 @@ public enum SignerLoader {
                 pinGuard: pinGuard)
             let der = try certificate.map { path -> [UInt8] in
                 guard let first = try Certificate.load(pemFile: path).first else {
-                    throw SMIMEError("no certificate in \(path)", hint: "fix \(certificateOption)")
+                    throw SMIMEError("no certificate in \(path)", code: .certificate, hint: "fix \(certificateOption)")
                 }
                 return first.der
             }
             return try TokenSigner(key: tokenKey, certificate: der, chainFile: chain, scheme: scheme)
         }
         guard let certificate else {
-            throw SMIMEError("the PEM key \(key) has no certificate", hint: "add \(certificateOption)")
+            throw SMIMEError("the PEM key \(key) has no certificate", code: .certificate, hint: "add \(certificateOption)")
         }
         return try PEMKeySigner(keyFile: key, certificateFile: certificate, chainFile: chain, scheme: scheme)
     }

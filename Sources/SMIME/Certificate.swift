@@ -133,14 +133,14 @@ final class X509Handle: @unchecked Sendable {
             return d2i_X509(nil, &cursor, buffer.count)
         }
         guard let parsed else {
-            throw SMIMEError.drain("parsing a DER certificate", hint: "the token or file holds no valid X.509 certificate")
+            throw SMIMEError.drain("parsing a DER certificate", code: .certificate, hint: "the token or file holds no valid X.509 certificate")
         }
         self.init(takingOwnershipOf: parsed)
     }
 
     static func load(pemFile path: String) throws -> [X509Handle] {
         guard let bio = BIO_new_file(path, "r") else {
-            throw SMIMEError.drain("opening certificate file \(path)", hint: "check the path and permissions")
+            throw SMIMEError.drain("opening certificate file \(path)", code: .file, hint: "check the path and permissions")
         }
         defer { BIO_free(bio) }
         var result: [X509Handle] = []
@@ -149,7 +149,7 @@ final class X509Handle: @unchecked Sendable {
         }
         ERR_clear_error()  // the loop ends on an expected "no start line"
         if result.isEmpty {
-            throw SMIMEError("reading certificate file \(path)", hint: "it contains no PEM CERTIFICATE block")
+            throw SMIMEError("reading certificate file \(path)", code: .certificate, hint: "it contains no PEM CERTIFICATE block")
         }
         return result
     }

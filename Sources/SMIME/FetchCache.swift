@@ -47,11 +47,12 @@ final class FetchCache: @unchecked Sendable {
         {
             let bytes = try HTTPFetch.get(url, timeout: timeout, maximumBytes: maximumBytes)
             guard let crl = CRLHandle.parse(bytes).first else {
-                throw SMIMEError("\(url) did not answer with a CRL", hint: "check the distribution point")
+                throw SMIMEError("\(url) did not answer with a CRL", code: .fetch, hint: "check the distribution point")
             }
             guard crl.isIssued(by: issuer.pointer) else {
                 throw SMIMEError(
                     "the CRL at \(url) is not signed by \(Certificate.text(X509_get_subject_name(issuer.pointer)))",
+                    code: .fetch,
                     hint: "it is not used")
             }
             return Item(

@@ -9,13 +9,13 @@ enum HTTPFetch {
     /// GET `url`, the answer's bytes.
     static func get(_ url: String, timeout: Int, maximumBytes: Int) throws -> [UInt8] {
         guard url.hasPrefix("http://") else {
-            throw SMIMEError("\(url) is not an http:// address", hint: "revocation data is fetched over plain HTTP only")
+            throw SMIMEError("\(url) is not an http:// address", code: .fetch, hint: "revocation data is fetched over plain HTTP only")
         }
         guard
             let bio = OSSL_HTTP_get(
                 url, nil, nil, nil, nil, nil, nil, 0, nil, nil, 1, maximumBytes, Int32(max(1, timeout)))
         else {
-            throw SMIMEError.drain("fetching \(url)", hint: "check that the server answers with DER")
+            throw SMIMEError.drain("fetching \(url)", code: .fetch, hint: "check that the server answers with DER")
         }
         defer { BIO_free_all(bio) }
         return try read(bio, url: url, maximumBytes: maximumBytes)
@@ -30,7 +30,7 @@ enum HTTPFetch {
         var port: UnsafeMutablePointer<CChar>?
         var path: UnsafeMutablePointer<CChar>?
         guard OSSL_HTTP_parse_url(url, &useTLS, nil, &host, &port, nil, &path, nil, nil) == 1, useTLS == 0 else {
-            throw SMIMEError.drain("reading the address \(url)", hint: "OCSP is queried over plain http://")
+            throw SMIMEError.drain("reading the address \(url)", code: .fetch, hint: "OCSP is queried over plain http://")
         }
         defer {
             CRYPTO_free(host, #fileID, #line)
@@ -45,7 +45,7 @@ enum HTTPFetch {
                 nil, host, port, path, 0, nil, nil, nil, nil, nil, nil, 0, nil, contentType, request, nil, 1,
                 maximumBytes, Int32(max(1, timeout)), 0)
         else {
-            throw SMIMEError.drain("querying \(url)", hint: "check that the responder answers")
+            throw SMIMEError.drain("querying \(url)", code: .fetch, hint: "check that the responder answers")
         }
         defer { BIO_free_all(bio) }
         return try read(bio, url: url, maximumBytes: maximumBytes)
@@ -59,10 +59,10 @@ enum HTTPFetch {
             if count <= 0 { break }
             bytes += chunk.prefix(Int(count))
             if bytes.count > maximumBytes {
-                throw SMIMEError("\(url) answered more than \(maximumBytes) bytes", hint: "the answer is refused")
+                throw SMIMEError("\(url) answered more than \(maximumBytes) bytes", code: .fetch, hint: "the answer is refused")
             }
         }
-        guard !bytes.isEmpty else { throw SMIMEError("\(url) answered nothing") }
+        guard !bytes.isEmpty else { throw SMIMEError("\(url) answered nothing", code: .fetch) }
         return bytes
     }
 }

@@ -59,7 +59,7 @@ public enum Chain {
         let x509 = try X509Handle(der: certificate)
         defer { withExtendedLifetime(x509) {} }
         guard let publicKey = X509_get0_pubkey(x509.pointer) else {
-            throw SMIMEError.drain("reading the certificate's public key")
+            throw SMIMEError.drain("reading the certificate's public key", code: .certificate)
         }
         let id = EVP_PKEY_get_base_id(publicKey)
         let matches: Bool
@@ -89,22 +89,22 @@ public final class PEMKeySigner: Signer, @unchecked Sendable {
         throws
     {
         guard let bio = BIO_new_file(keyFile, "r") else {
-            throw SMIMEError.drain("opening key file \(keyFile)", hint: "check the path and that the daemon's user can read it")
+            throw SMIMEError.drain("opening key file \(keyFile)", code: .file, hint: "check the path and that the daemon's user can read it")
         }
         defer { BIO_free(bio) }
         guard let key = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else {
-            throw SMIMEError.drain("reading key file \(keyFile)", hint: "it must hold an unencrypted PEM private key")
+            throw SMIMEError.drain("reading key file \(keyFile)", code: .key, hint: "it must hold an unencrypted PEM private key")
         }
         // Owned from here on: a throw below (a certificate that is not the key's) frees it with
         // the partly made object, where a bare pointer leaked one key per message.
         keyHandle = PrivateKeyHandle(takingOwnershipOf: key)
         guard let first = try X509Handle.load(pemFile: certificateFile).first else {
-            throw SMIMEError("no certificate in \(certificateFile)")
+            throw SMIMEError("no certificate in \(certificateFile)", code: .certificate)
         }
         defer { withExtendedLifetime(first) {} }
         guard X509_check_private_key(first.pointer, key) == 1 else {
             ERR_clear_error()
-            throw SMIMEError("the key in \(keyFile) does not belong to the certificate in \(certificateFile)")
+            throw SMIMEError("the key in \(keyFile) does not belong to the certificate in \(certificateFile)", code: .key)
         }
         certificate = try Certificate(first.pointer).der
         chain = try chainFile.map(Chain.load) ?? []

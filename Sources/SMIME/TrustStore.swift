@@ -72,7 +72,7 @@ public final class TrustStore: @unchecked Sendable {
             }
         }
         guard !anchors.isEmpty else {
-            throw SMIMEError("no trust anchor in \(anchorPaths.joined(separator: ", "))", hint: "point TrustAnchors at PEM root certificates")
+            throw SMIMEError("no trust anchor in \(anchorPaths.joined(separator: ", "))", code: .trust, hint: "point TrustAnchors at PEM root certificates")
         }
         self.anchors = anchors
         intermediates = try Self.expand(intermediatePaths, kind: "intermediate").flatMap { try X509Handle.load(pemFile: $0) }
@@ -85,7 +85,7 @@ public final class TrustStore: @unchecked Sendable {
         for path in paths {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                throw SMIMEError("\(kind) path \(path) does not exist", hint: "correct the path in the configuration")
+                throw SMIMEError("\(kind) path \(path) does not exist", code: .file, hint: "correct the path in the configuration")
             }
             if isDirectory.boolValue {
                 let names = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
@@ -100,7 +100,7 @@ public final class TrustStore: @unchecked Sendable {
     private static func loadCRLs(directory: String) throws -> [CRLHandle] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw SMIMEError("CRL directory \(directory) does not exist", hint: "create it or remove CRLDirectory")
+            throw SMIMEError("CRL directory \(directory) does not exist", code: .file, hint: "create it or remove CRLDirectory")
         }
         var crls: [CRLHandle] = []
         for name in try FileManager.default.contentsOfDirectory(atPath: directory).sorted() {
@@ -185,7 +185,7 @@ public final class TrustStore: @unchecked Sendable {
                 let bytes = try HTTPFetch.get(url, timeout: timeout, maximumBytes: maximumBytes)
                 let certificates = Self.parseCertificates(bytes)
                 guard !certificates.isEmpty else {
-                    throw SMIMEError("\(url) did not answer with a certificate", hint: "check the CA-issuers address")
+                    throw SMIMEError("\(url) did not answer with a certificate", code: .fetch, hint: "check the CA-issuers address")
                 }
                 return FetchCache.Item(
                     value: .certificates(certificates), bytes: bytes, fetchedAt: Date(),
@@ -224,14 +224,14 @@ public final class TrustStore: @unchecked Sendable {
             var cursor = buffer.baseAddress
             return d2i_OCSP_RESPONSE(nil, &cursor, buffer.count)
         }
-        guard let response = parsed else { throw SMIMEError("\(query.url) did not answer with an OCSP response") }
+        guard let response = parsed else { throw SMIMEError("\(query.url) did not answer with an OCSP response", code: .ocsp) }
         defer { OCSP_RESPONSE_free(response) }
         let status = OCSP_response_status(response)
         guard status == OCSP_RESPONSE_STATUS_SUCCESSFUL else {
-            throw SMIMEError("\(query.url) answered \(String(cString: OCSP_response_status_str(Int(status))))")
+            throw SMIMEError("\(query.url) answered \(String(cString: OCSP_response_status_str(Int(status))))", code: .ocsp)
         }
         guard let basic = OCSP_response_get1_basic(response) else {
-            throw SMIMEError("\(query.url) answered without a basic OCSP response")
+            throw SMIMEError("\(query.url) answered without a basic OCSP response", code: .ocsp)
         }
         defer { OCSP_BASICRESP_free(basic) }
         let certificates = OPENSSL_sk_new_null()
@@ -240,10 +240,10 @@ public final class TrustStore: @unchecked Sendable {
         for certificate in intermediates { OPENSSL_sk_push(certificates, UnsafeRawPointer(certificate.pointer)) }
         guard OCSP_basic_verify(basic, certificates, store, 0) == 1 else {
             throw SMIMEError.drain(
-                "the OCSP answer from \(query.url) is not signed by the CA or a responder it authorised")
+                "the OCSP answer from \(query.url) is not signed by the CA or a responder it authorised", code: .ocsp)
         }
         guard OCSP_check_nonce(query.request.pointer, basic) != 0 else {
-            throw SMIMEError("the OCSP answer from \(query.url) carries another request's nonce")
+            throw SMIMEError("the OCSP answer from \(query.url) carries another request's nonce", code: .ocsp)
         }
         guard let id = OCSP_cert_to_id(nil, query.link.certificate.pointer, query.link.issuer.pointer) else {
             throw SMIMEError.drain("making an OCSP certificate ID")
@@ -256,10 +256,10 @@ public final class TrustStore: @unchecked Sendable {
         var nextUpdate: UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?
         guard OCSP_resp_find_status(basic, id, &certificateStatus, &reason, &revoked, &thisUpdate, &nextUpdate) == 1
         else {
-            throw SMIMEError("the OCSP answer from \(query.url) is about another certificate")
+            throw SMIMEError("the OCSP answer from \(query.url) is about another certificate", code: .ocsp)
         }
         guard OCSP_check_validity(thisUpdate, nextUpdate, 300, -1) == 1 else {
-            throw SMIMEError("the OCSP answer from \(query.url) is out of date")
+            throw SMIMEError("the OCSP answer from \(query.url) is out of date", code: .ocsp)
         }
         let next = nextUpdate.map { Certificate.date(UnsafePointer($0)) }
         let this = thisUpdate.map { Certificate.date(UnsafePointer($0)) } ?? Date()
@@ -271,7 +271,7 @@ public final class TrustStore: @unchecked Sendable {
                 status: .revoked(revoked.map { Certificate.date(UnsafePointer($0)) } ?? this), thisUpdate: this,
                 nextUpdate: next)
         default:
-            throw SMIMEError("\(query.url) does not know the certificate (status unknown)")
+            throw SMIMEError("\(query.url) does not know the certificate (status unknown)", code: .ocsp)
         }
     }
 
