@@ -176,14 +176,14 @@ final class FetchCache: @unchecked Sendable {
     private func finish(_ key: String, _ result: Result<Item, any Error>) {
         condition.lock()
         inFlight[key] = nil
+        var failuresChanged = false
         switch result {
         case .success(let item):
             items[key] = item
             if failures.removeValue(forKey: key) != nil {
+                failuresChanged = true
                 logger.notice("fetched again after failures", metadata: ["smime.url": "\(key)"])
-                writeFailures()
             }
-            if item.persist { write(key, item) }
         case .failure(let error):
             var failure = failures[key] ?? Failure(count: 0, error: "", retryAt: Date())
             failure.count += 1
@@ -192,13 +192,19 @@ final class FetchCache: @unchecked Sendable {
             failure.retryAt = Date(timeIntervalSinceNow: delay)
             failure.delay = delay
             failures[key] = failure
-            writeFailures()
+            failuresChanged = true
             logger.warning(
                 "fetch failed; not tried again for \(Int(delay)) s",
                 metadata: ["smime.url": "\(key)", "smime.error": "\(error)", "smime.failures": "\(failure.count)"])
         }
+        let failureRecords =
+            failuresChanged
+            ? failures.mapValues { FailureRecord(count: $0.count, error: $0.error, retryAt: $0.retryAt) } : nil
         condition.broadcast()
         condition.unlock()
+        // The disk is written outside the lock: a 5 MB list must not hold up messages reading the cache.
+        if case .success(let item) = result, item.persist { write(key, item) }
+        if let failureRecords { writeFailures(failureRecords) }
     }
 
     /// Waits until `done()` holds (checked whenever a download ends) or `deadline` passes.
@@ -280,9 +286,8 @@ final class FetchCache: @unchecked Sendable {
         var retryAt: Date
     }
 
-    private func writeFailures() {
+    private func writeFailures(_ records: [String: FailureRecord]) {
         guard let directory else { return }
-        let records = failures.mapValues { FailureRecord(count: $0.count, error: $0.error, retryAt: $0.retryAt) }
         try? JSONEncoder().encode(records).write(to: URL(fileURLWithPath: directory + "/failures.json"), options: .atomic)
     }
 
@@ -308,30 +313,40 @@ final class FetchCache: @unchecked Sendable {
     /// `smime-milter crl --refresh`. A file that does not parse is removed, with a log line.
     func loadFromDisk() {
         guard let directory, let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
-        condition.lock()
-        defer { condition.unlock() }
         for name in names where name.hasSuffix(".json") && name != "failures.json" {
             let base = directory + "/" + name.dropLast(5)
             guard let data = FileManager.default.contents(atPath: base + ".json"),
-                let record = try? JSONDecoder().decode(Record.self, from: data),
-                let der = FileManager.default.contents(atPath: base + ".der"),
-                let crl = CRLHandle.parse(Array(der)).first
+                let record = try? JSONDecoder().decode(Record.self, from: data)
             else {
-                logger.warning("ignoring a damaged cached CRL", metadata: ["smime.file": "\(base).der"])
-                try? FileManager.default.removeItem(atPath: base + ".json")
-                try? FileManager.default.removeItem(atPath: base + ".der")
+                removeDamaged(base)
                 continue
             }
-            if let known = items[record.key], known.fetchedAt >= record.fetchedAt { continue }
+            // Only what is newer than memory is read and parsed (this runs every minute).
+            let known = condition.withLock { items[record.key]?.fetchedAt }
+            if let known, known >= record.fetchedAt { continue }
+            guard let der = FileManager.default.contents(atPath: base + ".der"),
+                let crl = CRLHandle.parse(Array(der)).first
+            else {
+                removeDamaged(base)
+                continue
+            }
             let issuer = record.issuer.flatMap { try? X509Handle(der: Array($0)) }
-            items[record.key] = Item(
-                value: .crl(crl), bytes: Array(der), fetchedAt: record.fetchedAt, validUntil: record.validUntil,
-                persist: true, issuer: issuer)
-            if let issuer, refreshers[record.key] == nil {
-                refreshers[record.key] = Self.crlDownload(
-                    record.key, issuer: issuer, timeout: 30, maximumBytes: 64 << 20)
+            condition.withLock {
+                items[record.key] = Item(
+                    value: .crl(crl), bytes: Array(der), fetchedAt: record.fetchedAt, validUntil: record.validUntil,
+                    persist: true, issuer: issuer)
+                if let issuer, refreshers[record.key] == nil {
+                    refreshers[record.key] = Self.crlDownload(
+                        record.key, issuer: issuer, timeout: 30, maximumBytes: 64 << 20)
+                }
             }
         }
+    }
+
+    private func removeDamaged(_ base: String) {
+        logger.warning("ignoring a damaged cached CRL", metadata: ["smime.file": "\(base).der"])
+        try? FileManager.default.removeItem(atPath: base + ".json")
+        try? FileManager.default.removeItem(atPath: base + ".der")
     }
 }
 
@@ -383,7 +398,7 @@ public enum CRLCache {
         cache.wait(until: Date(timeIntervalSinceNow: TimeInterval(timeout) + 5)) { keys.allSatisfy { !cache.isInFlight($0) } }
         return keys.map { key in
             if let failure = cache.failure(key) { return (key, "failed: \(failure.error)") }
-            let next = cache.item(key)?.validUntil.map { " (next update \(Revocation.day($0)))" } ?? ""
+            let next = cache.item(key)?.validUntil.map { " (next update \(VerdictReason.day($0)))" } ?? ""
             return (key, "fetched" + next)
         }
     }
