@@ -139,11 +139,7 @@ public final class Gateway: Sendable {
     ) throws -> Gateway {
         let table = try configuration.signingTable.map(SigningTable.load)
         let authorized = try configuration.authorizedSigners.map(AuthorizedSigners.load)
-        let verifier =
-            configuration.verifies
-            ? Verifier(
-                trust: try SignerLoader.trustStore(configuration),
-                signingTimeSkew: TimeInterval(configuration.signingTimeSkew)) : nil
+        let verifier = configuration.verifies ? try SignerLoader.verifier(configuration) : nil
         return Gateway(
             configuration: configuration, signingTable: table, authorizedSigners: authorized, verifier: verifier,
             statistics: statistics, logger: logger)

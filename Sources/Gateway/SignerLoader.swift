@@ -45,6 +45,11 @@ public enum SignerLoader {
         .at(configuration.stateDirectory + "/pin-refusals")
     }
 
+    /// The verifier a configuration describes.
+    public static func verifier(_ configuration: Configuration) throws -> Verifier {
+        Verifier(trust: try trustStore(configuration), signingTimeSkew: Double(configuration.signingTimeSkew))
+    }
+
     /// The trust store a configuration describes.
     public static func trustStore(_ configuration: Configuration) throws -> TrustStore {
         try TrustStore(

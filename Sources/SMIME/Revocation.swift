@@ -104,7 +104,7 @@ struct Revocation {
                 let date = entry.flatMap { X509_REVOKED_get0_revocationDate($0) }.map { Certificate.date($0) }
                 return .revoked(since: date, byOCSP: false)
             }
-            return .good(note: stale.map { "revocation list stale since \(Self.day($0))" })
+            return .good(note: stale.map { "revocation list stale since \(VerdictReason.day($0))" })
         }
         return .unknown(whyUnknown(link, plan))
     }
@@ -120,7 +120,7 @@ struct Revocation {
             } else if let item = cache.item(url), case .crl(let crl) = item.value, crl.isIssued(by: link.issuer.pointer),
                 let next = crl.nextUpdate
             {
-                reasons.append("\(url): the list expired on \(Self.day(next)), past the grace period")
+                reasons.append("\(url): the list expired on \(VerdictReason.day(next)), past the grace period")
             } else if cache.isInFlight(url) {
                 reasons.append("\(url): no answer within the time allowed")
             } else {
@@ -261,12 +261,6 @@ struct Revocation {
             uri.hasPrefix("http://")
         else { return nil }
         return uri
-    }
-
-    static func day(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withFullDate]
-        return formatter.string(from: date)
     }
 }
 

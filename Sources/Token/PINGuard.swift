@@ -24,6 +24,8 @@ public final class PINGuard: Sendable {
     private let memory = Mutex<[String: Refusal]>([:])
     /// The last state logged for each token, so that each change is logged once.
     private let logged = Mutex<[String: TokenPINState]>([:])
+    /// Held during a login when there is no directory (and so no lock file).
+    private let memoryLogins = Mutex(())
 
     /// One guard per directory in a process, so that reloads keep what was logged.
     private static let guards = Mutex<[String: PINGuard]>([:])
@@ -75,11 +77,29 @@ public final class PINGuard: Sendable {
 
     // MARK: logging in
 
+    /// An automatic login as the daemon and the tools make it: the token's flags first, then
+    /// the PIN from its source, presented by `login` unless the token refused it before.
+    func logIn(token: TokenIdentity, flags: UInt, pin source: PINSource, _ login: ([UInt8]) throws -> Void) throws {
+        try checkFlags(flags, token: token)
+        let pin = try source.read()
+        try self.login(token: token, pin: pin, source: source.description) { try login(pin) }
+    }
+
     /// Runs `login` with `pin` unless the token refused that same PIN before. A refusal
-    /// (`CKR_PIN_INCORRECT`, `CKR_PIN_LOCKED`) is recorded; a success clears the record.
+    /// (`CKR_PIN_INCORRECT`, `CKR_PIN_LOCKED`) is recorded; a success clears the record. Logins
+    /// are one at a time: across processes by the token's lock file, and without a directory
+    /// (a process that cannot write one) by a lock of this guard's.
     func login(token: TokenIdentity, pin: [UInt8], source: String, _ login: () throws -> Void) throws {
         let lock = try lockFile(token)
         defer { if lock >= 0 { close(lock) } }
+        if lock < 0 {
+            try memoryLogins.withLock { _ in try guardedLogin(token: token, pin: pin, source: source, login) }
+        } else {
+            try guardedLogin(token: token, pin: pin, source: source, login)
+        }
+    }
+
+    private func guardedLogin(token: TokenIdentity, pin: [UInt8], source: String, _ login: () throws -> Void) throws {
         if let refusal = refusal(for: token) {
             if refusal.matches(pin) {
                 throw TokenError(
@@ -209,7 +229,7 @@ public final class PINGuard: Sendable {
     }
 
     /// An exclusive lock on the token's lock file, held while checking and logging in; -1 when
-    /// there is no directory (the caller's module lock still serialises this process).
+    /// there is no directory.
     private func lockFile(_ token: TokenIdentity) throws -> Int32 {
         guard let path = path(token, ".lock") else { return -1 }
         // Read-only and 0644: check-config run as root and the daemon's user must both open it.

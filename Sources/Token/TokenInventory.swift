@@ -80,9 +80,7 @@ public enum TokenInventory {
         var failure: String?
         if let pin = pins[label], !module.isLoggedIn(session: session) {
             do {
-                try pinGuard.checkFlags(UInt(info.flags), token: identity)
-                let bytes = try pin.read()
-                try pinGuard.login(token: identity, pin: bytes, source: pin.description) {
+                try pinGuard.logIn(token: identity, flags: UInt(info.flags), pin: pin) { bytes in
                     try module.login(session: session, pin: bytes, token: label)
                 }
             } catch {

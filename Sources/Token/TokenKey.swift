@@ -396,9 +396,7 @@ public final class TokenKey: @unchecked Sendable {
                         let identity = TokenIdentity(
                             label: label, serial: PKCS11URI.paddedString(&info.serialNumber) ?? "")
                         pinState = pinGuard.state(of: identity, flags: UInt(info.flags))
-                        try pinGuard.checkFlags(UInt(info.flags), token: identity)
-                        let bytes = try pin.read()
-                        try pinGuard.login(token: identity, pin: bytes, source: pin.description) {
+                        try pinGuard.logIn(token: identity, flags: UInt(info.flags), pin: pin) { bytes in
                             try module.login(session: session, pin: bytes, token: label)
                         }
                     }

@@ -152,22 +152,20 @@ struct VerifyCommand: ParsableCommand {
                 throw CommandFailure("unknown revocation check \(revocation); use none, crl, crl+fetch or ocsp")
             }
             var authservID = self.authservID
-            let store: TrustStore
-            var skew = 3600
+            let verifier: Verifier
             if let config {
                 let configuration = try Configuration.load(path: config)
                 authservID = configuration.authservID
-                skew = configuration.signingTimeSkew
-                store = try SignerLoader.trustStore(configuration)
+                verifier = try SignerLoader.verifier(configuration)
             } else {
-                store = try TrustStore(
-                    anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check,
-                    fetchTimeout: fetchTimeout)
+                verifier = Verifier(
+                    trust: try TrustStore(
+                        anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check,
+                        fetchTimeout: fetchTimeout))
             }
             let message = try Message(bytes: readInput(input))
             let author = from ?? Verification.authorAddress(message.root.headers)
-            let verdict = Verification.verify(
-                message: message, from: author, verifier: Verifier(trust: store, signingTimeSkew: Double(skew)))
+            let verdict = Verification.verify(message: message, from: author, verifier: verifier)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
