@@ -72,7 +72,7 @@ let package = Package(
             name: "GatewayTests", dependencies: ["Gateway", "MIME", "SMIME", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "MilterTests", dependencies: ["Milter", "Gateway", .product(name: "Logging", package: "swift-log")],
+            name: "MilterTests", dependencies: ["Milter", "Gateway", "MIME", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "MIMETests",

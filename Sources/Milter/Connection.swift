@@ -7,8 +7,10 @@ import MIME
 /// connection; `resetMessage` runs after each end of message and on abort.
 ///
 /// libmilter calls one connection's callbacks on one thread at a time, so the mutable state
-/// needs no lock; the class is handed to C as an unmanaged pointer (see `MilterServer`).
+/// needs no lock; the class is handed to C as an unmanaged pointer (see `Libmilter.attach`).
 final class Connection {
+    /// The service the connection belongs to (messages in flight, logging).
+    let service: MilterService
     let gateway: Gateway
     /// The negotiated protocol flags: which steps expect no reply.
     var protocolFlags: UInt = 0
@@ -26,7 +28,8 @@ final class Connection {
 
     private(set) var closed = false
 
-    init(gateway: Gateway, spoolDirectory: String) {
+    init(service: MilterService, gateway: Gateway, spoolDirectory: String) {
+        self.service = service
         self.gateway = gateway
         body = BodySpool(threshold: gateway.configuration.spoolThreshold, directory: spoolDirectory)
     }
@@ -42,6 +45,17 @@ final class Connection {
         started = .now
         envelope = Envelope(
             clientAddress: clientAddress, daemonName: daemonName, sender: sender, recipients: [], queueID: nil)
+    }
+
+    /// A piece of the body; a piece that cannot be kept marks the message failed (answered at
+    /// its end with `OnInternalError`).
+    func appendBody(_ bytes: UnsafeRawBufferPointer) {
+        guard failure == nil else { return }
+        do {
+            try body.append(bytes)
+        } catch {
+            failure = "\(error)"
+        }
     }
 
     func resetMessage() {

@@ -25,9 +25,9 @@ struct DaemonLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
-        // The queue ID leads the line, as in Postfix's own log; it is already in most messages.
-        merged["milter.queue_id"] = nil
-        var line = "\(event.message)"
+        // The queue ID leads the line, as in Postfix's own log, so that one grep finds both.
+        var line = merged.removeValue(forKey: "milter.queue_id").map { "\($0): " } ?? ""
+        line += "\(event.message)"
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
             line += " \(key)=\(value)"
         }

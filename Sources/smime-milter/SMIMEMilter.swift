@@ -33,7 +33,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         // Before anything can start a thread: the signal thread alone takes HUP, TERM and INT.
-        MilterServer.blockSignals()
+        ProcessSetup.blockSignals()
         let configuration: Configuration
         do {
             configuration = try Configuration.load(path: config)
@@ -46,7 +46,7 @@ struct RunCommand: ParsableCommand {
         LoggingSystem.bootstrap { _ in DaemonLogHandler(sink: sink, logLevel: DaemonLogHandler.level(configuration.logLevel)) }
         let logger = Logger(label: "smime-milter")
         do {
-            try MilterServer.run(configurationPath: config, configuration: configuration, logger: logger)
+            try MilterService(configurationPath: config, configuration: configuration, logger: logger).run()
         } catch {
             logger.critical("\(error)")
             if sink == .syslog { printError("smime-milter: \(error)") }

@@ -1,0 +1,280 @@
+internal import CMilter
+import Foundation
+import Gateway
+import MIME
+import Synchronization
+
+/// The libmilter binding: registration, the socket, the main loop, and the C callbacks, each of
+/// which turns its arguments into Swift values and hands them to the `MilterService` and the
+/// `Connection` attached to the MTA connection.
+enum Libmilter {
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// What the milter asks of the MTA: add, change and delete headers, replace the body, quarantine.
+    static let actions = UInt(SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_QUARANTINE)
+
+    /// Steps skipped (HELO, DATA, unknown commands) and steps answered without a reply, to save
+    /// round trips; header values keep their leading space so they are signed byte for byte.
+    static let wantedProtocol = UInt(
+        SMFIP_NOHELO | SMFIP_NODATA | SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_HDR | SMFIP_NR_BODY
+            | SMFIP_NR_EOH | SMFIP_NR_RCPT | SMFIP_NR_CONN)
+
+    /// The service libmilter calls into. libmilter is one per process and its callbacks are plain
+    /// C functions with no context until a connection has one (`smfi_setpriv`): this is read
+    /// only to attach a new connection, and set once, by `register`.
+    private static let service = Mutex<MilterService?>(nil)
+
+    /// Strings libmilter keeps pointers to for the life of the process: held here, so that they
+    /// stay reachable (and a leak checker sees them as such).
+    private static let kept = Mutex<[KeptString]>([])
+
+    /// Safe to share: written once by `strdup`, only read after that, never freed.
+    private struct KeptString: @unchecked Sendable {
+        let pointer: UnsafeMutablePointer<CChar>
+    }
+
+    private static func keptString(_ text: String) -> UnsafeMutablePointer<CChar> {
+        let copy = strdup(text)!
+        kept.withLock { $0.append(KeptString(pointer: copy)) }
+        return copy
+    }
+
+    // MARK: lifecycle
+
+    static func register(_ milter: MilterService) throws {
+        try service.withLock { registered in
+            guard registered == nil else { throw Failure(description: "a milter is already registered in this process") }
+            registered = milter
+        }
+        var description = smfiDesc()
+        description.xxfi_name = keptString("smime-milter")
+        description.xxfi_version = SMFI_VERSION
+        description.xxfi_flags = actions
+        description.xxfi_negotiate = { ctx, actions, steps, _, _, actionsOut, stepsOut, unused2, unused3 in
+            Libmilter.negotiate(ctx!, actions, steps, actionsOut!, stepsOut!, unused2!, unused3!)
+        }
+        description.xxfi_connect = { ctx, name, address in Libmilter.connect(ctx!, name, address) }
+        description.xxfi_envfrom = { ctx, argv in Libmilter.envelopeFrom(ctx!, argv!) }
+        description.xxfi_envrcpt = { ctx, argv in Libmilter.envelopeRecipient(ctx!, argv!) }
+        description.xxfi_header = { ctx, name, value in Libmilter.header(ctx!, name!, value!) }
+        description.xxfi_eoh = { ctx in Libmilter.reply(ctx!, step: UInt(SMFIP_NR_EOH)) }
+        description.xxfi_body = { ctx, bytes, length in Libmilter.body(ctx!, bytes!, length) }
+        description.xxfi_eom = { ctx in Libmilter.endOfMessage(ctx!) }
+        description.xxfi_abort = { ctx in Libmilter.abort(ctx!) }
+        description.xxfi_close = { ctx in Libmilter.close(ctx!) }
+        guard smfi_register(description) == MI_SUCCESS else {
+            throw Failure(description: "smfi_register failed: this libmilter does not accept the milter's flags")
+        }
+    }
+
+    static func openSocket(_ socket: SocketSpec, umask mask: String) throws {
+        if case .unix(let path) = socket {
+            let directory = (path as NSString).deletingLastPathComponent
+            guard FileManager.default.fileExists(atPath: directory) else {
+                throw Failure(description: "the socket directory \(directory) does not exist; create it (mkdir -p \(directory)) or change Socket")
+            }
+        }
+        guard smfi_setconn(keptString(socket.libmilterForm)) == MI_SUCCESS else {
+            throw Failure(description: "libmilter refused the socket \(socket)")
+        }
+        let previous = umask(mode_t(UInt16(mask, radix: 8) ?? 0o007))
+        defer { umask(previous) }
+        guard smfi_opensocket(1) == MI_SUCCESS else {
+            throw Failure(
+                description: "cannot listen on \(socket): \(String(cString: strerror(errno))); is another milter running there, and may this user create it?")
+        }
+    }
+
+    /// libmilter's loop, until `stop`; false when it failed.
+    static func main() -> Bool { smfi_main() == MI_SUCCESS }
+
+    static func stop() { _ = smfi_stop() }
+
+    // MARK: callbacks
+
+    static func connection(_ ctx: OpaquePointer) -> Connection? {
+        smfi_getpriv(ctx).map { Unmanaged<Connection>.fromOpaque($0).takeUnretainedValue() }
+    }
+
+    /// The reply for a step: none when the MTA agreed to skip replies for it.
+    static func reply(_ ctx: OpaquePointer, step: UInt) -> sfsistat {
+        guard let connection = connection(ctx) else { return SMFIS_CONTINUE }
+        return connection.protocolFlags & step != 0 ? SMFIS_NOREPLY : SMFIS_CONTINUE
+    }
+
+    static func attach(_ ctx: OpaquePointer) -> Connection? {
+        if let existing = connection(ctx) { return existing }
+        guard let connection = service.withLock({ $0 })?.connection() else { return nil }
+        // Balanced by the one release in `close`.
+        smfi_setpriv(ctx, Unmanaged.passRetained(connection).toOpaque())
+        return connection
+    }
+
+    static func negotiate(
+        _ ctx: OpaquePointer, _ offeredActions: UInt, _ offeredSteps: UInt,
+        _ actionsOut: UnsafeMutablePointer<UInt>, _ stepsOut: UnsafeMutablePointer<UInt>,
+        _ unused2: UnsafeMutablePointer<UInt>, _ unused3: UnsafeMutablePointer<UInt>
+    ) -> sfsistat {
+        guard let connection = attach(ctx) else { return SMFIS_TEMPFAIL }
+        guard offeredActions & actions == actions else {
+            connection.service.logger.error(
+                "the MTA does not allow header and body changes (offered actions \(String(offeredActions, radix: 16))); use Postfix 2.6 or later with milter_protocol = 6")
+            return SMFIS_REJECT
+        }
+        connection.protocolFlags = offeredSteps & wantedProtocol
+        actionsOut.pointee = actions
+        stepsOut.pointee = connection.protocolFlags
+        unused2.pointee = 0
+        unused3.pointee = 0
+        return SMFIS_CONTINUE
+    }
+
+    static func connect(_ ctx: OpaquePointer, _ name: UnsafeMutablePointer<CChar>?, _ address: UnsafeMutablePointer<sockaddr>?)
+        -> sfsistat
+    {
+        guard let connection = attach(ctx) else { return SMFIS_TEMPFAIL }
+        connection.clientName = name.map { String(cString: $0) }
+        connection.clientAddress = address.flatMap(text(of:))
+        connection.daemonName = symbol(ctx, "{daemon_name}")
+        return reply(ctx, step: UInt(SMFIP_NR_CONN))
+    }
+
+    static func envelopeFrom(_ ctx: OpaquePointer, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> sfsistat {
+        guard let connection = connection(ctx) else { return SMFIS_TEMPFAIL }
+        connection.service.startMessage(connection, sender: address(argv[0]))
+        connection.envelope.authType = symbol(ctx, "{auth_type}")
+        connection.envelope.authLogin = symbol(ctx, "{auth_authen}")
+        connection.envelope.queueID = symbol(ctx, "i")
+        if connection.daemonName == nil { connection.daemonName = symbol(ctx, "{daemon_name}") }
+        connection.envelope.daemonName = connection.daemonName
+        return SMFIS_CONTINUE
+    }
+
+    static func envelopeRecipient(_ ctx: OpaquePointer, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> sfsistat {
+        guard let connection = connection(ctx) else { return SMFIS_TEMPFAIL }
+        if argv[0] != nil { connection.envelope.recipients.append(address(argv[0])) }
+        return reply(ctx, step: UInt(SMFIP_NR_RCPT))
+    }
+
+    /// An envelope address without its angle brackets (and without ESMTP parameters).
+    private static func address(_ argument: UnsafeMutablePointer<CChar>?) -> String {
+        let text = argument.map { String(cString: $0) } ?? ""
+        return String(text.trimmingPrefix("<").prefix(while: { $0 != ">" }))
+    }
+
+    static func header(_ ctx: OpaquePointer, _ name: UnsafeMutablePointer<CChar>, _ value: UnsafeMutablePointer<CChar>) -> sfsistat {
+        guard let connection = connection(ctx) else { return SMFIS_TEMPFAIL }
+        let nameBytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(name).assumingMemoryBound(to: UInt8.self), count: strlen(name)))
+        var valueBytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(value).assumingMemoryBound(to: UInt8.self), count: strlen(value)))
+        if connection.protocolFlags & UInt(SMFIP_HDR_LEADSPC) == 0 { valueBytes.insert(0x20, at: 0) }
+        let field = HeaderField(
+            name: String(decoding: nameBytes, as: UTF8.self), rawValue: valueBytes, raw: nameBytes + [0x3A] + valueBytes + [0x0A])
+        connection.headers.append(field)
+        return reply(ctx, step: UInt(SMFIP_NR_HDR))
+    }
+
+    static func body(_ ctx: OpaquePointer, _ bytes: UnsafeMutablePointer<UInt8>, _ length: Int) -> sfsistat {
+        guard let connection = connection(ctx) else { return SMFIS_TEMPFAIL }
+        connection.appendBody(UnsafeRawBufferPointer(start: bytes, count: length))
+        return reply(ctx, step: UInt(SMFIP_NR_BODY))
+    }
+
+    static func endOfMessage(_ ctx: OpaquePointer) -> sfsistat {
+        guard let connection = connection(ctx) else { return SMFIS_TEMPFAIL }
+        if let queueID = symbol(ctx, "i") { connection.envelope.queueID = queueID }
+        let ending = connection.service.endMessage(
+            connection, editor: LibmilterEditor(ctx: ctx), leadingSpace: connection.protocolFlags & UInt(SMFIP_HDR_LEADSPC) != 0)
+        switch ending {
+        case .accept: return SMFIS_CONTINUE
+        case .tempfail: return SMFIS_TEMPFAIL
+        case .reject: return SMFIS_REJECT
+        }
+    }
+
+    static func abort(_ ctx: OpaquePointer) -> sfsistat {
+        if let connection = connection(ctx) { connection.service.finishMessage(connection) }
+        return SMFIS_CONTINUE
+    }
+
+    static func close(_ ctx: OpaquePointer) -> sfsistat {
+        guard let pointer = smfi_getpriv(ctx) else { return SMFIS_CONTINUE }
+        smfi_setpriv(ctx, nil)
+        let connection = Unmanaged<Connection>.fromOpaque(pointer).takeRetainedValue()
+        connection.service.finishMessage(connection)
+        connection.close()
+        return SMFIS_CONTINUE
+    }
+
+    // MARK: C values
+
+    /// C strings for libmilter, whose prototypes say `char *` but which only read them.
+    static func withC<R>(_ a: String, _ body: (UnsafeMutablePointer<CChar>) -> R) -> R {
+        a.withCString { body(UnsafeMutablePointer(mutating: $0)) }
+    }
+
+    static func withC<R>(_ a: String, _ b: String, _ body: (UnsafeMutablePointer<CChar>, UnsafeMutablePointer<CChar>) -> R) -> R {
+        a.withCString { a in b.withCString { b in body(UnsafeMutablePointer(mutating: a), UnsafeMutablePointer(mutating: b)) } }
+    }
+
+    static func symbol(_ ctx: OpaquePointer, _ name: String) -> String? {
+        guard let value = withC(name, { smfi_getsymval(ctx, $0) }) else { return nil }
+        let text = String(cString: value)
+        return text.isEmpty ? nil : text
+    }
+
+    /// The client address in text form.
+    static func text(of address: UnsafeMutablePointer<sockaddr>) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        switch Int32(address.pointee.sa_family) {
+        case AF_INET:
+            return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { v4 in
+                var inAddr = v4.pointee.sin_addr
+                return inet_ntop(AF_INET, &inAddr, &buffer, socklen_t(buffer.count)).map { String(cString: $0) }
+            }
+        case AF_INET6:
+            return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { v6 in
+                var inAddr = v6.pointee.sin6_addr
+                return inet_ntop(AF_INET6, &inAddr, &buffer, socklen_t(buffer.count)).map { String(cString: $0) }
+            }
+        default:
+            return nil
+        }
+    }
+}
+
+/// The `smfi_*` modifications of one message's context.
+struct LibmilterEditor: MessageEditor {
+    let ctx: OpaquePointer
+
+    func changeHeader(_ name: String, occurrence: Int, value: String?) -> Bool {
+        guard let value else { return Libmilter.withC(name) { smfi_chgheader(ctx, $0, Int32(occurrence), nil) } == MI_SUCCESS }
+        return Libmilter.withC(name, value) { smfi_chgheader(ctx, $0, Int32(occurrence), $1) } == MI_SUCCESS
+    }
+
+    func insertHeader(_ name: String, at index: Int, value: String) -> Bool {
+        Libmilter.withC(name, value) { smfi_insheader(ctx, Int32(index), $0, $1) } == MI_SUCCESS
+    }
+
+    func addHeader(_ name: String, value: String) -> Bool {
+        Libmilter.withC(name, value) { smfi_addheader(ctx, $0, $1) } == MI_SUCCESS
+    }
+
+    func replaceBody(_ piece: ArraySlice<UInt8>) -> Bool {
+        guard !piece.isEmpty else { return smfi_replacebody(ctx, nil, 0) == MI_SUCCESS }
+        return piece.withUnsafeBufferPointer {
+            smfi_replacebody(ctx, UnsafeMutablePointer(mutating: $0.baseAddress!), Int32($0.count))
+        } == MI_SUCCESS
+    }
+
+    func quarantine(_ reason: String) -> Bool {
+        Libmilter.withC(reason) { smfi_quarantine(ctx, $0) } == MI_SUCCESS
+    }
+
+    func setReply(code: String, enhancedCode: String, text: String) {
+        _ = Libmilter.withC(code, enhancedCode) { code, enhanced in
+            Libmilter.withC(text) { smfi_setreply(ctx, code, enhanced, $0) }
+        }
+    }
+}
