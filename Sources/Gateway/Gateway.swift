@@ -324,11 +324,8 @@ public final class Gateway: Sendable {
         if units.isEmpty { units = ["(none)"] }
         let verdict: Verdict
         if let verifier {
-            var bytes = headers.flatMap(\.canonicalBytes)
-            bytes += [0x0D, 0x0A]
-            bytes += body
             do {
-                verdict = Verification.verify(message: try Message(bytes: bytes), from: author, verifier: verifier)
+                verdict = Verification.verify(message: try Message(headers: headers, body: body), from: author, verifier: verifier)
             } catch {
                 verdict = Verdict(result: .permerror, because: .malformedMessage(signed: false, detail: "\(error)"))
             }

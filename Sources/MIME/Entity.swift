@@ -51,6 +51,18 @@ public struct Message: Sendable {
         }
     }
 
+    /// A message whose header fields are already parsed (a milter receives them one by one) and
+    /// whose body is `body`: only the body is parsed, and `bytes` is the body alone (the root's
+    /// header and separator ranges are empty), so nothing is copied or parsed a second time.
+    public init(headers: [HeaderField], body: [UInt8], limits: MIMELimits = .default) throws {
+        self.bytes = body
+        var partCount = 0
+        root = try body.withUnsafeBufferPointer { buffer in
+            try Parser(bytes: buffer, limits: limits).entity(
+                0..<buffer.count, headers: headers, separator: 0, bodyStart: 0, depth: 0, parts: &partCount)
+        }
+    }
+
     /// The message written back from its tree: equal to `bytes` for every input.
     public func serialized() -> [UInt8] {
         var out: [UInt8] = []
@@ -105,6 +117,14 @@ struct Parser {
         }
         let (headers, separator, bodyStart) = try HeaderParser.parse(
             bytes, from: range.lowerBound, to: range.upperBound, limits: limits)
+        return try entity(range, headers: headers, separator: separator, bodyStart: bodyStart, depth: depth, parts: &parts)
+    }
+
+    /// The entity over `range` whose header section is already parsed: `headers`, ending at
+    /// `separator`, the body starting at `bodyStart`.
+    func entity(
+        _ range: Range<Int>, headers: [HeaderField], separator: Int, bodyStart: Int, depth: Int, parts: inout Int
+    ) throws -> Entity {
         let contentType =
             headers.first(where: { $0.hasName("Content-Type") }).map { ContentType(parsing: $0.value) }
             ?? .defaultType

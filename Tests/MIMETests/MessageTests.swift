@@ -15,6 +15,27 @@ import Testing
         #expect(message.serialized() == bytes)
     }
 
+    /// The milter already holds the header fields: a message made from them and the body alone
+    /// has the same tree over its body and the same signed content as the whole message parsed.
+    @Test(arguments: Corpus.names)
+    func aMessageFromHeldHeadersAndBodyMatchesTheWholeParse(name: String) throws {
+        let whole = try Message(bytes: Corpus.bytes(name))
+        let body = Array(whole.bytes[whole.root.bodyRange])
+        let held = try Message(headers: whole.root.headers, body: body)
+        #expect(held.bytes == body)
+        #expect(held.serialized() == body)
+        #expect(held.root.headers == whole.root.headers)
+        func shape(_ entity: Entity, in message: Message) -> [String] {
+            [entity.contentType.value + " " + String(decoding: message.body(of: entity), as: UTF8.self).prefix(64)]
+                + entity.parts.flatMap { shape($0, in: message) }
+        }
+        #expect(shape(held.root, in: held) == shape(whole.root, in: whole))
+        func signed(_ message: Message) -> String {
+            do { return "\(String(describing: try SignedContent.find(in: message)))" } catch { return "\(error)" }
+        }
+        #expect(signed(held) == signed(whole))
+    }
+
     @Test func multipartPartsExcludeTheLineBreakBeforeTheDelimiter() throws {
         let message = try Message(bytes: Corpus.bytes("05-pdf-attachment.eml"))
         #expect(message.root.contentType.value == "multipart/mixed")
