@@ -6,7 +6,7 @@ SWIFTFLAGS := -Xswiftc -warnings-as-errors
 BIN := .build/debug/smime-milter
 RELEASE_BIN := .build/release/smime-milter
 
-.PHONY: all deps test-deps build run demo demo-pki test test-asan bench fuzz install clean
+.PHONY: all deps test-deps build run demo demo-pki test test-asan test-deb deb bench fuzz install clean
 
 all: build
 
@@ -37,6 +37,7 @@ test: test-deps
 	SMIME_MILTER=$(CURDIR)/$(BIN) timeout 1200 python3 -m pytest -q -p no:cacheprovider Tests/EndToEndTests
 	$(MAKE) fuzz FUZZ_SECONDS=60
 	$(MAKE) test-asan
+	$(MAKE) test-deb
 
 # The Swift tests and the daemon's protocol tests under AddressSanitizer with leak detection:
 # no leak and no memory error in our code (Tests/lsan.supp lists the libraries' own, each with why).
@@ -65,15 +66,25 @@ install:
 	install -D -m 0644 systemd/smime-milter.service $(DESTDIR)/lib/systemd/system/smime-milter.service
 	install -D -m 0644 systemd/smime-milter.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/smime-milter.conf
 	install -D -m 0644 systemd/smime-milter.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/smime-milter.conf
-	install -d -m 0750 $(DESTDIR)/etc/smime-milter $(DESTDIR)/etc/smime-milter/pins $(DESTDIR)/etc/smime-milter/trust
+	install -d -m 0750 $(DESTDIR)/etc/smime-milter $(DESTDIR)/etc/smime-milter/pins
 	install -D -m 0644 conf/smime-milter.conf.sample conf/signing-table.sample conf/internal-hosts.sample \
-		-t $(DESTDIR)/etc/smime-milter/
+		-t $(DESTDIR)$(PREFIX)/share/doc/smime-milter/examples/
 	test -e $(DESTDIR)/etc/smime-milter/smime-milter.conf || \
 		install -m 0644 conf/smime-milter.conf $(DESTDIR)/etc/smime-milter/smime-milter.conf
-	install -m 0644 conf/trust/vgca-root-2010.pem $(DESTDIR)/etc/smime-milter/trust/
+	install -D -m 0644 conf/trust/vgca-root-2010.pem conf/trust/README -t $(DESTDIR)$(PREFIX)/share/smime-milter/trust/
+
+# The Debian package: dist/smime-milter_VERSION_amd64.deb (debian/README.source).
+deb:
+	@scripts/install-deps.sh deb
+	@scripts/make-deb.sh
+
+# The package installed, configured, upgraded and purged in a fresh Debian 12 root without Swift.
+test-deb:
+	@scripts/install-deps.sh deb
+	@scripts/test-deb.sh
 
 clean:
-	rm -rf .build .build-asan .build-fuzz $(STATE)
+	rm -rf .build .build-asan .build-fuzz $(STATE) dist
 
 # libFuzzer over the MIME parser and signing preparation, seeded from the test corpus.
 # FUZZ_SECONDS=600 make fuzz for a longer run; crashes land in state/fuzz/artifacts.

@@ -3,6 +3,7 @@
 #   scripts/install-deps.sh          what the build and `make run` need
 #   scripts/install-deps.sh test     plus the independent verifiers and peers the tests use
 #   scripts/install-deps.sh bench    plus OpenDKIM, the baseline milter of the Postfix benchmark
+#   scripts/install-deps.sh deb      plus Debian's package tools (make deb, make test-deb)
 set -euo pipefail
 
 packages=(libmilter-dev libssl-dev libp11-kit-dev p11-kit p11-kit-modules softhsm2 opensc openssl pkg-config)
@@ -12,6 +13,9 @@ if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
 fi
 if [ "${1:-}" = bench ]; then
     packages+=(opendkim)
+fi
+if [ "${1:-}" = deb ]; then
+    packages+=(debhelper dpkg-dev lintian mmdebstrap rsync)
 fi
 
 missing=()

@@ -252,6 +252,14 @@ public struct Configuration: Sendable {
         for key in keys where key.required && seen[key.name] == nil {
             throw ConfigurationError(file: file, line: nil, message: "\(key.name) is missing", hint: "add: \(key.name) \(key.type)")
         }
+        // A freshly installed file names neither: refused, so that the daemon does not start
+        // before the postmaster has said what to sign with or whom to trust (as OpenDKIM does).
+        if seen["SigningTable"] == nil && seen["TrustAnchors"] == nil {
+            throw ConfigurationError(
+                file: file, line: nil,
+                message: "not configured yet: neither SigningTable (the keys to sign with) nor TrustAnchors (the CAs to trust) is set",
+                hint: "set SigningTable, TrustAnchors or both (the Government root CA is in /usr/share/smime-milter/trust); see smime-milter.conf(5)")
+        }
         return configuration
     }
 

@@ -9,7 +9,7 @@ struct SMIMEMilter: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "smime-milter",
         abstract: "S/MIME signing and verifying milter for Postfix, with keys on PKCS#11 tokens.",
-        version: "0.1.0",
+        version: smimeMilterVersion,
         subcommands: [
             RunCommand.self, CheckConfigCommand.self, TokensCommand.self, SignCommand.self, VerifyCommand.self,
             StatsCommand.self, CRLCommand.self, BenchCommand.self,

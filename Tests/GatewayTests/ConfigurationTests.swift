@@ -114,7 +114,18 @@ import Token
         let uncommented = sample.split(separator: "\n").filter { $0.hasPrefix("#") && $0.dropFirst().first?.isUppercase == true && $0.contains(" ") }
             .map { String($0.dropFirst()) }.joined(separator: "\n")
         #expect(throws: Never.self) { try Configuration.parse(uncommented, file: "sample") }
-        #expect(throws: Never.self) { try Configuration.load(path: TestPKI.repositoryRoot + "/conf/smime-milter.conf") }
+        // The minimal file is installed unconfigured: refused until the postmaster sets SigningTable
+        // or TrustAnchors, then it parses.
+        let minimal = try String(contentsOfFile: TestPKI.repositoryRoot + "/conf/smime-milter.conf", encoding: .utf8)
+        #expect { try Configuration.parse(minimal, file: "smime-milter.conf") } throws: { error in
+            (error as? ConfigurationError)?.message.hasPrefix("not configured yet") == true
+        }
+        for line in ["#SigningTable", "#TrustAnchors"] {
+            #expect(minimal.contains("\n\(line) "))
+            #expect(throws: Never.self) {
+                try Configuration.parse(minimal.replacingOccurrences(of: "\n\(line) ", with: "\n\(line.dropFirst()) "), file: "c")
+            }
+        }
         let manual = try String(contentsOfFile: TestPKI.repositoryRoot + "/man/smime-milter.conf.5", encoding: .utf8)
         for key in Configuration.keys {
             #expect(manual.contains(".B \(key.name) "), "\(key.name) missing from smime-milter.conf(5)")
