@@ -29,7 +29,7 @@ public struct AuthorizedSigners: Sendable, Equatable {
                     file: file, line: index + 1, message: "login '\(login)' has no address patterns",
                     hint: "write LOGIN PATTERN[,PATTERN...], e.g. vanthu *@stttt.dienbien.gov.vn")
             }
-            for pattern in fields.dropFirst() where !SigningTable.isPattern(pattern) {
+            for pattern in fields.dropFirst() where !AddressPattern.isPattern(pattern) {
                 throw ConfigurationError(
                     file: file, line: index + 1, message: "'\(pattern)' is not a pattern",
                     hint: "use an address, *@domain, *@.parent-domain or *")
@@ -42,6 +42,6 @@ public struct AuthorizedSigners: Sendable, Equatable {
     /// True when `login` may send as `address`.
     public func allows(login: String, address: String) -> Bool {
         guard let allowed = patterns[login.lowercased()] else { return false }
-        return SigningTable.candidates(for: address).contains(where: allowed.contains)
+        return AddressPattern.candidates(for: address).contains(where: allowed.contains)
     }
 }

@@ -65,6 +65,19 @@ public struct Configuration: Sendable {
     public var stateDirectory = "/var/lib/smime-milter"
     public var spoolThreshold = 4 << 20
     public var spoolDirectory = "/tmp"
+    public var units: String?
+    /// `LocalDomains` as written; nil means the domains of the signing and units tables.
+    public var localDomains: [String]?
+    /// nil when records are off (`EventDatabase none`); relative to nothing: the default is
+    /// `events.sqlite` in `StateDirectory` (`eventDatabasePath`).
+    public var eventDatabase: String? = ""
+    public var eventRetention = 400
+
+    /// The records' database file, or nil when records are off.
+    public var eventDatabasePath: String? {
+        guard let eventDatabase else { return nil }
+        return eventDatabase.isEmpty ? stateDirectory + "/events.sqlite" : eventDatabase
+    }
 
     /// Whether `Mode` includes signing and verifying.
     public var signs: Bool { mode.contains("s") }
@@ -196,6 +209,18 @@ public struct Configuration: Sendable {
             description: "message bodies larger than this are kept in a file, not in memory") { $0.spoolThreshold = try size($1) },
         Key(name: "SpoolDirectory", type: "path", defaultValue: "/tmp", required: false,
             description: "where the private directory for spooled bodies is made") { $0.spoolDirectory = $1 },
+        Key(name: "Units", type: "path", defaultValue: "(none: a unit is a mail domain)", required: false,
+            description: "address pattern -> the unit's name, for the records and the report") { $0.units = $1 },
+        Key(name: "LocalDomains", type: "list", defaultValue: "(the domains of SigningTable and Units)", required: false,
+            description: "recipients here get verification headers on mail from inside too; .domain for its subdomains") {
+            $0.localDomains = try list($1).map { $0.lowercased() }
+        },
+        Key(name: "EventDatabase", type: "path or none", defaultValue: "(events.sqlite in StateDirectory)", required: false,
+            description: "SQLite file of one record per message for `smime-milter report`; none turns records off") {
+            $0.eventDatabase = $1.lowercased() == "none" ? nil : $1
+        },
+        Key(name: "EventRetention", type: "days", defaultValue: "400", required: false,
+            description: "records older than this are deleted") { $0.eventRetention = try integer($1, in: 1...(20 * 366)) },
     ]
 
     // MARK: parsing

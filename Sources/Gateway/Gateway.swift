@@ -43,6 +43,8 @@ public struct Decision: Sendable {
     public enum Outcome: Sendable, Equatable {
         /// Signed with the key a signing-table line names (`signer` says which, PIN-free).
         case signed(signer: String)
+        /// Outgoing mail the sender's mail client had signed: verified on the way out, not changed.
+        case signedBySender(Verdict)
         /// Left alone; `why` is a short word for counters (`bounce`, `oversize`, ...).
         case skipped(why: String)
         case verified(Verdict)
@@ -58,22 +60,26 @@ public struct Decision: Sendable {
     /// The units counted, and the address the decision was about.
     public let units: [String]
     public let address: String?
+    /// The message's record, as decided (see `Event.ended` for how it really ended).
+    public let event: Event?
 
     public init(
         outcome: Outcome, actions: [MilterAction] = [], reply: MilterAction.Reply = .accept, units: [String],
-        address: String?
+        address: String?, event: Event? = nil
     ) {
         self.outcome = outcome
         self.actions = actions
         self.reply = reply
         self.units = units
         self.address = address
+        self.event = event
     }
 
     /// The counter this decision adds to.
     public var counter: String {
         switch outcome {
         case .signed: "signed"
+        case .signedBySender(let verdict): "sender-signed.\(verdict.result.rawValue)"
         case .skipped(let why): "skipped.\(why)"
         case .verified(let verdict): "verified.\(verdict.result.rawValue)"
         case .failed(let why, _): "failed.\(why)"
@@ -86,8 +92,9 @@ public struct Decision: Sendable {
         switch outcome {
         case .signed(let signer): text = "signed from=\(address ?? "?") signer=\(signer)"
         case .skipped(let why): text = "not signed (\(why)) from=\(address ?? "?")"
-        case .verified(let verdict):
-            text = "verified smime=\(verdict.result.rawValue) from=\(address ?? "?")"
+        case .verified(let verdict), .signedBySender(let verdict):
+            if case .signedBySender = outcome { text = "signed by the sender, " } else { text = "" }
+            text += "verified smime=\(verdict.result.rawValue) from=\(address ?? "?")"
             if let name = verdict.commonName { text += " signer=\"\(name)\"" }
             if !verdict.reason.isEmpty && verdict.result != .pass { text += " reason=\"\(verdict.reason)\"" }
         case .failed(let why, let detail): text = "failed (\(why)) from=\(address ?? "?"): \(detail)"
@@ -106,6 +113,9 @@ public final class Gateway: Sendable {
     public let authorizedSigners: AuthorizedSigners?
     public let verifier: Verifier?
     public let statistics: Statistics
+    public let units: Units?
+    /// `LocalDomains`, or the domains of the signing and units tables.
+    public let localDomains: [String]
     let logger: Logger
     let makeSigner: @Sendable (SigningTable.Entry, _ lookingAgain: Bool) throws -> any Signer
     /// Signers made so far, by signing-table line; a failed one is tried again next message.
@@ -119,13 +129,19 @@ public final class Gateway: Sendable {
 
     public init(
         configuration: Configuration, signingTable: SigningTable?, authorizedSigners: AuthorizedSigners?,
-        verifier: Verifier?, statistics: Statistics = Statistics(), logger: Logger = Logger(label: "smime-milter.gateway"),
+        verifier: Verifier?, units: Units? = nil, statistics: Statistics = Statistics(),
+        logger: Logger = Logger(label: "smime-milter.gateway"),
         makeSigner: (@Sendable (SigningTable.Entry, _ lookingAgain: Bool) throws -> any Signer)? = nil
     ) {
         self.configuration = configuration
         self.signingTable = signingTable
         self.authorizedSigners = authorizedSigners
         self.verifier = verifier
+        self.units = units
+        var seen: Set<String> = []
+        let patterns = (signingTable?.entries.map(\.pattern) ?? []) + (units?.entries.map(\.pattern) ?? [])
+        self.localDomains =
+            configuration.localDomains ?? patterns.compactMap(AddressPattern.domain(of:)).filter { seen.insert($0).inserted }
         self.statistics = statistics
         self.logger = logger
         self.makeSigner = makeSigner ?? { try SignerLoader.signer(for: $0, configuration: configuration, lookingAgain: $1) }
@@ -139,10 +155,11 @@ public final class Gateway: Sendable {
     ) throws -> Gateway {
         let table = try configuration.signingTable.map(SigningTable.load)
         let authorized = try configuration.authorizedSigners.map(AuthorizedSigners.load)
+        let units = try configuration.units.map(Units.load)
         let verifier = configuration.verifies ? try SignerLoader.verifier(configuration) : nil
         return Gateway(
             configuration: configuration, signingTable: table, authorizedSigners: authorized, verifier: verifier,
-            statistics: statistics, logger: logger)
+            units: units, statistics: statistics, logger: logger)
     }
 
     // MARK: deciding
@@ -155,7 +172,7 @@ public final class Gateway: Sendable {
         } else if configuration.verifies {
             decision = verify(envelope: envelope, headers: headers, body: body)
         } else {
-            decision = Decision(outcome: .skipped(why: "incoming"), units: [], address: nil)
+            decision = Decision(outcome: .skipped(why: "incoming"), units: [], address: nil)  // not counted or recorded
         }
         statistics.count(decision.counter, units: decision.units)
         return decision
@@ -188,19 +205,45 @@ public final class Gateway: Sendable {
 
     func sign(envelope: Envelope, headers: [HeaderField], body: [UInt8]) -> Decision {
         let author = Verification.authorAddress(headers)
-        let units = [Gateway.domain(author ?? envelope.sender)]
+        let unit = unit(of: author ?? envelope.sender)
+        let local = envelope.recipients.filter(isLocal)
+        let direction: Event.Direction =
+            !envelope.recipients.isEmpty && local.count == envelope.recipients.count ? .internal : .outgoing
+        let event = Event(
+            queueID: envelope.queueID, direction: direction, unit: unit, recipientUnits: Gateway.unique(local.map(self.unit(of:))),
+            outcome: .unsigned)
+        /// Recipients in the local domains see the verification headers for the signature the
+        /// message leaves with; mail only to outside recipients is not given them.
+        func headersForLocalRecipients(_ verdict: Verdict) -> [MilterAction] {
+            local.isEmpty ? [] : verificationHeaders(verdict, headers: headers)
+        }
         func skip(_ why: String) -> Decision {
-            Decision(outcome: .skipped(why: why), units: units, address: author)
+            var record = event
+            record.reason = why
+            return Decision(
+                outcome: .skipped(why: why), actions: headersForLocalRecipients(Verdict(result: .none, because: .notSigned)),
+                units: [unit], address: author, event: record)
         }
         func fail(_ why: String, _ detail: String, _ reply: MilterAction.Reply) -> Decision {
-            Decision(outcome: .failed(why: why, detail: detail), reply: reply, units: units, address: author)
+            var record = event
+            record.reason = why
+            // With OnSignFailure accept or quarantine the message leaves unsigned.
+            let leaves = reply.disposition == .accept || reply.disposition == .quarantine
+            return Decision(
+                outcome: .failed(why: why, detail: detail),
+                actions: leaves ? headersForLocalRecipients(Verdict(result: .none, because: .notSigned)) : [], reply: reply,
+                units: [unit], address: author, event: record)
         }
 
         let contentType = headers.first(where: { $0.hasName("Content-Type") }).map { ContentType(parsing: $0.value) }
         switch contentType?.value {
-        case "multipart/signed": return skip("already-signed")
+        case "multipart/signed":
+            return signedBySender(headers: headers, body: body, author: author, unit: unit, event: event, local: !local.isEmpty)
         case "application/pkcs7-mime", "application/x-pkcs7-mime":
-            return skip(contentType?["smime-type"]?.lowercased() == "signed-data" ? "already-signed" : "encrypted")
+            if contentType?["smime-type"]?.lowercased() == "signed-data" {
+                return signedBySender(headers: headers, body: body, author: author, unit: unit, event: event, local: !local.isEmpty)
+            }
+            return skip("encrypted")
         case "multipart/encrypted": return skip("encrypted")
         default: break
         }
@@ -224,10 +267,26 @@ public final class Gateway: Sendable {
             let signer = try boundedSigner(for: entry)
             let result = try Signing.sign(
                 headers: headers, body: body, signer: signer, digest: configuration.digestAlgorithm)
+            var record = event
+            record.outcome = .signed
+            var actions = result.headerEdits.map(MilterAction.header)
+            if !local.isEmpty {
+                // What the local recipients' clients will check: the signature just made.
+                let verdict =
+                    verifier.map {
+                        Verification.verify(signed: .detached(content: result.inner, signature: result.signature, part: nil),
+                                            headers: headers, from: author, verifier: $0)
+                    } ?? Verdict(result: .none, because: .verificationOff)
+                actions += verificationHeaders(verdict, headers: headers)
+                record.result = verdict.result.rawValue
+            }
+            if let certificate = try? Certificate(der: signer.certificate) {
+                record.signerSubject = certificate.subject
+                record.signerSerial = certificate.serial
+            }
             return Decision(
-                outcome: .signed(signer: label),
-                actions: result.headerEdits.map(MilterAction.header) + [.replaceBody(result.body)],
-                units: units, address: author)
+                outcome: .signed(signer: label), actions: actions + [.replaceBody(result.body)], units: [unit], address: author,
+                event: record)
         } catch let error as TokenError {
             return fail(
                 "token", "\(label): \(error)",
@@ -241,6 +300,23 @@ public final class Gateway: Sendable {
                 "signing", "\(label): \(error)",
                 .failure(configuration.onSignFailure, enhancedSubject: "7.0", text: "message could not be signed, try again later"))
         }
+    }
+
+    /// Outgoing mail the sender already signed: verified as incoming mail would be, logged and
+    /// recorded with its own verdict; the body is not changed.
+    func signedBySender(
+        headers: [HeaderField], body: [UInt8], author: String?, unit: String, event: Event, local: Bool
+    ) -> Decision {
+        let verdict = verdict(headers: headers, body: body, author: author)
+        var record = event
+        record.outcome = .senderSigned
+        record.result = verdict.result.rawValue
+        record.reason = verdict.result == .pass ? nil : verdict.reason
+        record.signerSubject = verdict.subject
+        record.signerSerial = verdict.serial
+        return Decision(
+            outcome: .signedBySender(verdict), actions: local ? verificationHeaders(verdict, headers: headers) : [],
+            units: [unit], address: author, event: record)
     }
 
     /// The entry's signer for one message. A token key is made and used on its own threads, and
@@ -311,36 +387,30 @@ public final class Gateway: Sendable {
         return "\(key) (signing table line \(entry.line))"
     }
 
-    static func domain(_ address: String) -> String {
-        guard let at = address.lastIndex(of: "@") else { return "(none)" }
-        return address[address.index(after: at)...].lowercased()
+    /// The unit of an address: its `Units` name, else its domain.
+    public func unit(of address: String) -> String {
+        units?.unit(of: address) ?? Units.domain(of: address)
+    }
+
+    /// Whether a recipient's domain is one of the local domains (`.domain`: any below it).
+    public func isLocal(_ address: String) -> Bool {
+        let domain = Units.domain(of: address)
+        return localDomains.contains { $0.hasPrefix(".") ? domain.hasSuffix($0) : domain == $0 }
+    }
+
+    static func unique(_ names: [String]) -> [String] {
+        var seen: Set<String> = []
+        return names.filter { seen.insert($0).inserted }
     }
 
     // MARK: verifying
 
     func verify(envelope: Envelope, headers: [HeaderField], body: [UInt8]) -> Decision {
         let author = Verification.authorAddress(headers)
-        var units = envelope.recipients.map(Gateway.domain)
+        var units = Gateway.unique(envelope.recipients.map(unit(of:)))
         if units.isEmpty { units = ["(none)"] }
-        let verdict: Verdict
-        if let verifier {
-            do {
-                verdict = Verification.verify(message: try Message(headers: headers, body: body), from: author, verifier: verifier)
-            } catch {
-                verdict = Verdict(result: .permerror, because: .malformedMessage(signed: false, detail: "\(error)"))
-            }
-        } else {
-            verdict = Verdict(result: .none, because: .verificationOff)
-        }
-
-        var actions = VerificationHeaders.removals(in: headers, authservID: configuration.authservID).map(MilterAction.header)
-        // Inserted at the top, readable header first so that Authentication-Results ends up above it.
-        if configuration.addReadableHeader {
-            actions.append(.header(.insert(index: 0, name: VerificationHeaders.readableName, value: VerificationHeaders.readable(verdict, language: configuration.headerLanguage))))
-        }
-        actions.append(
-            .header(.insert(index: 0, name: "Authentication-Results",
-                            value: VerificationHeaders.authenticationResults(verdict, authservID: configuration.authservID))))
+        let verdict = verdict(headers: headers, body: body, author: author)
+        var actions = verificationHeaders(verdict, headers: headers)
         var reply = MilterAction.Reply.accept
         if verdict.result == .fail {
             if let tag = configuration.subjectTag, let subject = headers.first(where: { $0.hasName("Subject") }) {
@@ -349,6 +419,33 @@ public final class Gateway: Sendable {
             reply = .failure(
                 configuration.onBadSignature, enhancedSubject: "7.1", text: "S/MIME signature verification failed: \(verdict.reason)")
         }
-        return Decision(outcome: .verified(verdict), actions: actions, reply: reply, units: units, address: author)
+        let event = Event(
+            queueID: envelope.queueID, direction: .incoming, unit: nil, recipientUnits: units, outcome: .verified,
+            result: verdict.result.rawValue, reason: verdict.result == .pass ? nil : verdict.reason,
+            signerSubject: verdict.subject, signerSerial: verdict.serial)
+        return Decision(outcome: .verified(verdict), actions: actions, reply: reply, units: units, address: author, event: event)
+    }
+
+    /// The verdict on the message as the milter holds it.
+    func verdict(headers: [HeaderField], body: [UInt8], author: String?) -> Verdict {
+        guard let verifier else { return Verdict(result: .none, because: .verificationOff) }
+        do {
+            return Verification.verify(message: try Message(headers: headers, body: body), from: author, verifier: verifier)
+        } catch {
+            return Verdict(result: .permerror, because: .malformedMessage(signed: false, detail: "\(error)"))
+        }
+    }
+
+    /// Forged copies of our headers removed, then `Authentication-Results` and the readable
+    /// header inserted at the top (readable first, so that Authentication-Results ends up above it).
+    func verificationHeaders(_ verdict: Verdict, headers: [HeaderField]) -> [MilterAction] {
+        var actions = VerificationHeaders.removals(in: headers, authservID: configuration.authservID).map(MilterAction.header)
+        if configuration.addReadableHeader {
+            actions.append(.header(.insert(index: 0, name: VerificationHeaders.readableName, value: VerificationHeaders.readable(verdict, language: configuration.headerLanguage))))
+        }
+        actions.append(
+            .header(.insert(index: 0, name: "Authentication-Results",
+                            value: VerificationHeaders.authenticationResults(verdict, authservID: configuration.authservID))))
+        return actions
     }
 }

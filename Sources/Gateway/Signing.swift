@@ -10,6 +10,9 @@ public enum Signing {
         public let headerEdits: [HeaderEdit]
         /// The new body, in pieces (see `MultipartSigned.pieces`).
         public let body: [[UInt8]]
+        /// The signed entity (CRLF canonical) and the detached CMS signature over it.
+        public let inner: [UInt8]
+        public let signature: [UInt8]
     }
 
     public static func sign(
@@ -24,7 +27,7 @@ public enum Signing {
             edits.append(.add(name: "MIME-Version", value: "1.0"))
         }
         edits.append(.add(name: "Content-Type", value: signed.contentType))
-        return Result(headerEdits: edits, body: signed.pieces)
+        return Result(headerEdits: edits, body: signed.pieces, inner: prepared.inner, signature: signature)
     }
 
     /// Signs a message file: the same work, with the edits applied and the message written out

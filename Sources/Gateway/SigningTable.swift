@@ -43,7 +43,7 @@ public struct SigningTable: Sendable, Equatable {
                     hint: "write PATTERN pkcs11:token=...;object=...?pin-source=file:/PATH [cert=FILE] [chain=FILE]")
             }
             let pattern = fields[0].lowercased()
-            guard SigningTable.isPattern(pattern) else {
+            guard AddressPattern.isPattern(pattern) else {
                 throw ConfigurationError(
                     file: file, line: number, message: "'\(fields[0])' is not a pattern",
                     hint: "use an address, *@domain, *@.parent-domain or *")
@@ -77,12 +77,16 @@ public struct SigningTable: Sendable, Equatable {
 
     /// The entry for an address, or nil when none matches.
     public func lookup(_ address: String) -> Entry? {
-        for candidate in SigningTable.candidates(for: address) {
+        for candidate in AddressPattern.candidates(for: address) {
             if let entry = entries.first(where: { $0.pattern == candidate }) { return entry }
         }
         return nil
     }
+}
 
+/// The address patterns of the signing and units tables: an address, `*@domain`,
+/// `*@.parent-domain` (any domain below it) or `*`.
+public enum AddressPattern {
     /// The patterns that match an address, most specific first.
     static func candidates(for address: String) -> [String] {
         let address = address.lowercased()
@@ -101,5 +105,12 @@ public struct SigningTable: Sendable, Equatable {
     /// An address, `*@domain`, `*@.parent` or `*`.
     static func isPattern(_ pattern: String) -> Bool {
         pattern == "*" || pattern.hasPrefix("*@") || (pattern.contains("@") && !pattern.contains("*"))
+    }
+
+    /// The mail domain a pattern speaks for, as a `LocalDomains` entry: `domain` for an address
+    /// or `*@domain`, `.parent` for `*@.parent`; nil for `*`.
+    static func domain(of pattern: String) -> String? {
+        guard pattern != "*", let at = pattern.lastIndex(of: "@") else { return nil }
+        return String(pattern[pattern.index(after: at)...])
     }
 }

@@ -2,7 +2,7 @@ public import Foundation
 import Synchronization
 
 /// Per-unit counters: messages signed, skipped and why, verified by result, failed and why.
-/// A unit is a mail domain: the From domain of outgoing mail, each recipient domain of incoming
+/// A unit is a name from the `Units` table, else a mail domain: the From address's for outgoing mail, each recipient's for incoming
 /// mail. The daemon writes them as JSON to `StateDirectory/statistics.json` every minute and at
 /// exit; `smime-milter stats` prints them.
 public final class Statistics: Sendable {
@@ -28,7 +28,7 @@ public final class Statistics: Sendable {
     /// Counts one message for each unit.
     public func count(_ counter: String, units: [String]) {
         state.withLock { snapshot in
-            for unit in Set(units.map { $0.lowercased() }) {
+            for unit in Set(units) {
                 snapshot.units[unit, default: [:]][counter, default: 0] += 1
             }
         }

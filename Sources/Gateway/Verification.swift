@@ -8,29 +8,30 @@ public enum Verification {
     /// Date header is compared with the signing time. A message with no author address cannot
     /// pass: the signature would vouch for nobody the recipient sees.
     public static func verify(message: Message, from: String?, verifier: Verifier) -> Verdict {
-        var verdict = signature(of: message, from: from, verifier: verifier)
-        if verdict.result == .pass && from == nil {
-            verdict.set(.policy, because: .noAuthor)
-        }
-        return verdict
-    }
-
-    private static func signature(of message: Message, from: String?, verifier: Verifier) -> Verdict {
-        let date = message.root.headers.first(where: { $0.hasName("Date") }).flatMap { MessageDate.parse($0.value) }
         let signed: SignedContent?
         do {
             signed = try SignedContent.find(in: message)
         } catch {
             return Verdict(result: .permerror, because: .malformedMessage(signed: true, detail: "\(error)"))
         }
+        guard let signed else { return Verdict(result: .none, because: .notSigned) }
+        return verify(signed: signed, headers: message.root.headers, from: from, verifier: verifier)
+    }
+
+    /// The verdict for signed content already found; `headers` are the message's (for Date).
+    public static func verify(signed: SignedContent, headers: [HeaderField], from: String?, verifier: Verifier) -> Verdict {
+        let date = headers.first(where: { $0.hasName("Date") }).flatMap { MessageDate.parse($0.value) }
+        var verdict: Verdict
         switch signed {
-        case nil:
-            return Verdict(result: .none, because: .notSigned)
         case .detached(let content, let signature, let part):
-            return verifier.verify(cms: signature, detachedContent: content, from: from, date: date, part: part)
+            verdict = verifier.verify(cms: signature, detachedContent: content, from: from, date: date, part: part)
         case .opaque(let cms, let part):
-            return verifier.verify(cms: cms, detachedContent: nil, from: from, date: date, part: part)
+            verdict = verifier.verify(cms: cms, detachedContent: nil, from: from, date: date, part: part)
         }
+        if verdict.result == .pass && from == nil {
+            verdict.set(.policy, because: .noAuthor)
+        }
+        return verdict
     }
 
     /// The address that identifies the author: the From address, or Sender's when From holds

@@ -43,6 +43,10 @@ import Token
             StateDirectory    /var/lib/smime-milter-test
             SpoolThreshold    1M
             SpoolDirectory    /var/tmp
+            Units             /etc/smime-milter/units
+            LocalDomains      Dienbien.gov.vn, .dienbien.gov.vn
+            EventDatabase     none
+            EventRetention    30
             """
         let configuration = try Configuration.parse(text, file: "test.conf")
         #expect(configuration.socket == .inet(port: 8893, host: "127.0.0.1"))
@@ -71,6 +75,10 @@ import Token
         #expect(configuration.stateDirectory == "/var/lib/smime-milter-test")
         #expect(configuration.spoolThreshold == 1 << 20)
         #expect(configuration.spoolDirectory == "/var/tmp")
+        #expect(configuration.units == "/etc/smime-milter/units")
+        #expect(configuration.localDomains == ["dienbien.gov.vn", ".dienbien.gov.vn"])
+        #expect(configuration.eventDatabasePath == nil && configuration.eventRetention == 30)
+        #expect(Configuration().eventDatabasePath == "/var/lib/smime-milter/events.sqlite")
         #expect(configuration.internalHostList.contains("10.20.255.1") && !configuration.internalHostList.contains("10.21.0.1"))
         // The test lists every key the table has.
         for key in Configuration.keys {
