@@ -42,18 +42,22 @@ let package = Package(
             name: "Gateway",
             dependencies: ["MIME", "SMIME", "Token", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        .target(
+            name: "Records",
+            dependencies: ["CSQLite", "Gateway", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
         // C for what Swift cannot do: taking SIGHUP/SIGTERM/SIGINT away from libmilter (signals.c says why).
         .target(name: "CShims"),
         .target(
             name: "Milter",
-            dependencies: ["CMilter", "CShims", "Gateway", "MIME", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CMilter", "CShims", "Gateway", "MIME", "Records", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
         // MARK: the executable
         .executableTarget(
             name: "smime-milter",
             dependencies: [
-                "MIME", "Token", "SMIME", "Gateway", "Milter",
+                "MIME", "Token", "SMIME", "Gateway", "Milter", "Records",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -73,6 +77,8 @@ let package = Package(
         .testTarget(
             name: "GatewayTests", dependencies: ["Gateway", "MIME", "SMIME", "TestSupport"],
             swiftSettings: swiftSettings),
+        .testTarget(
+            name: "RecordsTests", dependencies: ["Records", "Gateway", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "MilterTests", dependencies: ["Milter", "Gateway", "MIME", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),

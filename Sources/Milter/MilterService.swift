@@ -2,6 +2,7 @@ import Foundation
 public import Gateway
 public import Logging
 import MIME
+import Records
 import Synchronization
 
 /// The running milter: one object with a lifecycle. `init` loads the configuration, `run`
@@ -29,6 +30,9 @@ public final class MilterService: Sendable {
     private let largeMessage = Mutex(())
     /// Signalled once when the main loop has ended: the statistics thread's last round.
     private let ended = DispatchSemaphore(value: 0)
+    /// One record per message (`EventDatabase`), nil when records are off. Opened once per run:
+    /// a reload that names another file takes effect at the next restart.
+    let records: EventWriter?
 
     /// Loads the gateway for `configuration`, with the counters saved by the previous run.
     public init(configurationPath: String, configuration: Configuration, logger: Logger, spoolDirectory: String = "/tmp")
@@ -39,6 +43,9 @@ public final class MilterService: Sendable {
         let statistics = Statistics(starting: (try? Statistics.read(from: Self.statisticsPath(configuration))) ?? .init())
         let gateway = try Gateway.load(configuration, statistics: statistics, logger: logger)
         state = Mutex(State(gateway: gateway, spoolDirectory: spoolDirectory))
+        records = configuration.eventDatabasePath.map {
+            EventWriter(path: $0, retentionDays: configuration.eventRetention, logger: logger)
+        }
     }
 
     /// The gateway new connections get.
@@ -73,6 +80,7 @@ public final class MilterService: Sendable {
         ended.signal()
         waitForMessagesInFlight()
         saveStatistics()
+        records?.stop()
         guard succeeded else { throw Libmilter.Failure(description: "libmilter's main loop failed; see the log lines before this") }
         logger.info("smime-milter stopped")
     }
@@ -85,6 +93,9 @@ public final class MilterService: Sendable {
             let configuration = try Configuration.load(path: configurationPath)
             if configuration.socket != current.configuration.socket {
                 logger.warning("Socket changed in \(configurationPath); it takes effect at the next restart")
+            }
+            if configuration.eventDatabasePath != records?.path {
+                logger.warning("EventDatabase changed in \(configurationPath); it takes effect at the next restart")
             }
             let gateway = try Gateway.load(configuration, statistics: current.statistics, logger: logger)
             state.withLock { $0.gateway = gateway }
@@ -178,6 +189,10 @@ public final class MilterService: Sendable {
         let (decision, ending) =
             connection.body.isSpooled && connection.failure == nil
             ? largeMessage.withLock { _ in decideAndApply() } : decideAndApply()
+        if let event = decision.event {
+            records?.record(
+                event.ended(deferred: ending == .tempfail, rejected: ending == .reject, why: decision.reply.disposition == .accept ? "refused by the MTA" : nil))
+        }
         let elapsed = (ContinuousClock.now - started).components
         let line = "\(decision.summary) (\(elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000) ms)"
         switch decision.outcome {

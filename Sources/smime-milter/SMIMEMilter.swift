@@ -12,7 +12,7 @@ struct SMIMEMilter: ParsableCommand {
         version: smimeMilterVersion,
         subcommands: [
             RunCommand.self, CheckConfigCommand.self, TokensCommand.self, SignCommand.self, VerifyCommand.self,
-            StatsCommand.self, CRLCommand.self, BenchCommand.self,
+            StatsCommand.self, ReportCommand.self, CRLCommand.self, BenchCommand.self,
         ]
     )
 }

@@ -1,0 +1,270 @@
+internal import CSQLite
+public import Foundation
+public import Gateway
+
+/// The records' SQLite file: one row per message (`Event`), in WAL mode so that `report` reads
+/// while the daemon writes. Used by one thread at a time (the daemon's writer, or the report).
+public final class EventStore {
+    public let path: String
+    private let db: OpaquePointer
+
+    /// "SMMR" in the file header (`PRAGMA application_id`): tells our files from others.
+    static let applicationID: Int32 = 0x534D_4D52
+    static let schemaVersion: Int32 = 1
+
+    /// Opens (and, for writing, creates) the file. Throws `RecordsError` naming the file and
+    /// the fix when it is not ours, locked or unreadable.
+    public init(path: String, readOnly: Bool = false) throws {
+        self.path = path
+        if readOnly && !FileManager.default.fileExists(atPath: path) {
+            throw RecordsError(.unreadable, "\(path): no such records database; check --database or EventDatabase")
+        }
+        var handle: OpaquePointer?
+        let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        let status = sqlite3_open_v2(path, &handle, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard let handle else { throw RecordsError(.sqlite, "\(path): SQLite could not open it (out of memory)") }
+        // Owned from here: closed below when anything fails, else by deinit.
+        guard status == SQLITE_OK else {
+            let message = String(cString: sqlite3_errmsg(handle))
+            sqlite3_close_v2(handle)
+            throw RecordsError(.unreadable, "\(path): cannot open the records database: \(message); check the path and its permissions")
+        }
+        db = handle
+        do {
+            sqlite3_busy_timeout(db, 2000)
+            try prepare(readOnly: readOnly)
+        } catch {
+            sqlite3_close_v2(db)
+            throw error
+        }
+    }
+
+    deinit {
+        sqlite3_close_v2(db)
+    }
+
+    private func prepare(readOnly: Bool) throws {
+        let id = try integer("PRAGMA application_id")
+        let empty = try integer("SELECT count(*) FROM sqlite_schema") == 0
+        if id == 0 && !readOnly && empty {
+            try execute("PRAGMA journal_mode=WAL")
+            try execute(
+                """
+                PRAGMA application_id = \(Self.applicationID);
+                PRAGMA user_version = \(Self.schemaVersion);
+                CREATE TABLE events (
+                    id INTEGER PRIMARY KEY,
+                    time INTEGER NOT NULL,           -- Unix seconds
+                    day TEXT NOT NULL,               -- YYYY-MM-DD, the server's local time
+                    queue_id TEXT,
+                    direction TEXT NOT NULL,         -- outgoing, incoming, internal
+                    unit TEXT,                       -- the sender's unit (outgoing, internal)
+                    recipient_units TEXT NOT NULL,   -- JSON array of the local recipients' units
+                    outcome TEXT NOT NULL,           -- signed, sender-signed, unsigned, verified, deferred, rejected
+                    result TEXT,                     -- the verdict (verified, sender-signed; internal signed)
+                    reason TEXT,
+                    signer_subject TEXT,
+                    signer_serial TEXT
+                );
+                CREATE INDEX events_day ON events (day);
+                """)
+            return
+        }
+        guard id == Int(Self.applicationID) else {
+            throw RecordsError(
+                .notOurs, "\(path) is not an smime-milter records database (application id \(id)); name the events.sqlite file of EventDatabase")
+        }
+        let version = try integer("PRAGMA user_version")
+        guard version <= Int(Self.schemaVersion) else {
+            throw RecordsError(.notOurs, "\(path) was written by a newer smime-milter (schema \(version)); use that version to read it")
+        }
+        if !readOnly { try execute("PRAGMA synchronous=NORMAL") }
+    }
+
+    // MARK: writing
+
+    /// Adds the events in one transaction.
+    public func insert(_ events: [Event]) throws {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let statement = try Statement(
+                db, path,
+                """
+                INSERT INTO events (time, day, queue_id, direction, unit, recipient_units, outcome, result, reason,
+                                    signer_subject, signer_serial) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for event in events {
+                statement.bind(1, Int64(event.time.timeIntervalSince1970))
+                statement.bind(2, Self.day(event.time))
+                statement.bind(3, event.queueID)
+                statement.bind(4, event.direction.rawValue)
+                statement.bind(5, event.unit)
+                statement.bind(6, Self.json(event.recipientUnits))
+                statement.bind(7, event.outcome.rawValue)
+                statement.bind(8, event.result)
+                statement.bind(9, event.reason)
+                statement.bind(10, event.signerSubject)
+                statement.bind(11, event.signerSerial)
+                try statement.run()
+            }
+            try execute("COMMIT")
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Deletes records older than `date`; returns how many.
+    @discardableResult
+    public func prune(before date: Date) throws -> Int {
+        try execute("DELETE FROM events WHERE time < \(Int64(date.timeIntervalSince1970))")
+        return Int(sqlite3_changes(db))
+    }
+
+    // MARK: reading
+
+    /// Messages counted by period (`YYYY-MM` when `byMonth`, else empty), unit and what became
+    /// of them, for days `from` through `to` (`YYYY-MM-DD`, either may be nil).
+    public struct Count: Sendable, Equatable {
+        public let period: String
+        public let direction: Event.Direction
+        public let unit: String
+        public let outcome: Event.Outcome
+        /// The reason of an unsigned message; the verdict's result of a verified one.
+        public let detail: String?
+        public let count: Int
+    }
+
+    public func counts(from: String?, to: String?, byMonth: Bool) throws -> [Count] {
+        let period = byMonth ? "substr(day, 1, 7)" : "''"
+        let range = "day >= ?1 AND day <= ?2"
+        // Sent mail counts for the sender's unit; mail from outside for each recipient's unit.
+        let sql = """
+            SELECT \(period), direction, unit, outcome, CASE outcome WHEN 'unsigned' THEN reason END, count(*)
+              FROM events WHERE direction != 'incoming' AND \(range) GROUP BY 1, 2, 3, 4, 5
+            UNION ALL
+            SELECT \(period), direction, units.value, outcome, result, count(*)
+              FROM events, json_each(events.recipient_units) AS units
+             WHERE direction = 'incoming' AND \(range) GROUP BY 1, 2, 3, 4, 5
+            """
+        let statement = try Statement(db, path, sql)
+        statement.bind(1, from ?? "0000-00-00")
+        statement.bind(2, to ?? "9999-99-99")
+        var counts: [Count] = []
+        while try statement.step() {
+            guard let direction = Event.Direction(rawValue: statement.text(1) ?? ""),
+                let outcome = Event.Outcome(rawValue: statement.text(3) ?? "")
+            else { continue }
+            counts.append(
+                Count(
+                    period: statement.text(0) ?? "", direction: direction, unit: statement.text(2) ?? "(none)", outcome: outcome,
+                    detail: statement.text(4), count: Int(statement.integer(5))))
+        }
+        return counts
+    }
+
+    // MARK: helpers
+
+    /// The server's local day, as the report's periods are.
+    static func day(_ date: Date) -> String {
+        var time = time_t(date.timeIntervalSince1970)
+        var parts = tm()
+        localtime_r(&time, &parts)
+        return String(format: "%04d-%02d-%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday))
+    }
+
+    static func json(_ names: [String]) -> String {
+        (try? String(decoding: JSONSerialization.data(withJSONObject: names), as: UTF8.self)) ?? "[]"
+    }
+
+    private func execute(_ sql: String) throws {
+        var error: UnsafeMutablePointer<CChar>?
+        let status = sqlite3_exec(db, sql, nil, nil, &error)
+        defer { sqlite3_free(error) }
+        guard status == SQLITE_OK else {
+            throw Self.error(status, error.map { String(cString: $0) } ?? "", path: path)
+        }
+    }
+
+    private func integer(_ sql: String) throws -> Int {
+        let statement = try Statement(db, path, sql)
+        guard try statement.step() else { return 0 }
+        return Int(statement.integer(0))
+    }
+
+    /// One thrown error for SQLite's status codes, naming the file and what to do.
+    static func error(_ status: Int32, _ message: String, path: String) -> RecordsError {
+        switch status & 0xFF {
+        case SQLITE_BUSY, SQLITE_LOCKED:
+            return RecordsError(.locked, "\(path) is locked by another process (\(message)); try again, or read a copy of it")
+        case SQLITE_NOTADB:
+            return RecordsError(.notOurs, "\(path) is not an SQLite database; name the events.sqlite file of EventDatabase")
+        case SQLITE_CANTOPEN, SQLITE_PERM, SQLITE_READONLY, SQLITE_AUTH:
+            return RecordsError(.unreadable, "\(path): \(message); check the file's permissions and the directory's")
+        default:
+            return RecordsError(.sqlite, "\(path): \(message)")
+        }
+    }
+}
+
+/// A prepared statement, finalised when released.
+final class Statement {
+    private let statement: OpaquePointer
+    private let path: String
+    private let db: OpaquePointer
+
+    init(_ db: OpaquePointer, _ path: String, _ sql: String) throws {
+        var prepared: OpaquePointer?
+        let status = sqlite3_prepare_v2(db, sql, -1, &prepared, nil)
+        guard status == SQLITE_OK, let prepared else {
+            throw EventStore.error(status, String(cString: sqlite3_errmsg(db)), path: path)
+        }
+        statement = prepared
+        self.path = path
+        self.db = db
+    }
+
+    deinit {
+        sqlite3_finalize(statement)
+    }
+
+    func bind(_ index: Int32, _ value: String?) {
+        guard let value else {
+            sqlite3_bind_null(statement, index)
+            return
+        }
+        sqlite3_bind_text(statement, index, value, -1, smime_milter_sqlite_transient())
+    }
+
+    func bind(_ index: Int32, _ value: Int64) {
+        sqlite3_bind_int64(statement, index, value)
+    }
+
+    /// Runs a statement that returns no rows, and resets it for the next values.
+    func run() throws {
+        defer { sqlite3_reset(statement) }
+        let status = sqlite3_step(statement)
+        guard status == SQLITE_DONE || status == SQLITE_ROW else {
+            throw EventStore.error(status, String(cString: sqlite3_errmsg(db)), path: path)
+        }
+    }
+
+    /// The next row: true while there is one.
+    func step() throws -> Bool {
+        let status = sqlite3_step(statement)
+        switch status {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default: throw EventStore.error(status, String(cString: sqlite3_errmsg(db)), path: path)
+        }
+    }
+
+    func text(_ column: Int32) -> String? {
+        guard let bytes = sqlite3_column_text(statement, column) else { return nil }
+        return String(cString: bytes)
+    }
+
+    func integer(_ column: Int32) -> Int64 {
+        sqlite3_column_int64(statement, column)
+    }
+}

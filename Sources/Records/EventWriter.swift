@@ -1,0 +1,114 @@
+import Foundation
+public import Gateway
+public import Logging
+import Synchronization
+
+/// Writes records off the message path: `record` only appends to a queue; one thread of its own
+/// writes what has gathered in one transaction (at most every second), and deletes records past
+/// the retention once a day. Mail comes first: when the file cannot be written the writer logs
+/// it once, drops what it could not write, and tries again a minute later.
+public final class EventWriter: Sendable {
+    public let path: String
+    private let retention: TimeInterval
+    private let logger: Logger
+
+    private struct Queue {
+        var events: [Event] = []
+        var dropped = 0
+        var stopping = false
+        var stopped = false
+    }
+
+    /// The lock the writer thread waits on, with a deadline (hence NSCondition, not Mutex).
+    private let condition = NSCondition()
+    /// Guarded by `condition`.
+    nonisolated(unsafe) private var queue = Queue()
+
+    /// Events waiting beyond this are dropped (counted and logged): a writer that cannot keep up
+    /// must not take the daemon's memory.
+    static let maximumWaiting = 100_000
+
+    public init(path: String, retentionDays: Int, logger: Logger) {
+        self.path = path
+        retention = TimeInterval(retentionDays) * 86400
+        self.logger = logger
+        let thread = Thread { [self] in run() }
+        thread.name = "records"
+        thread.start()
+    }
+
+    /// Queues one message's record; never waits for the file.
+    public func record(_ event: Event) {
+        condition.lock()
+        if queue.events.count < Self.maximumWaiting {
+            queue.events.append(event)
+        } else {
+            queue.dropped += 1
+        }
+        condition.unlock()
+    }
+
+    /// Writes what is queued and ends the thread; waits at most `timeout` seconds.
+    public func stop(timeout: Double = 10) {
+        condition.lock()
+        queue.stopping = true
+        condition.broadcast()
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        while !queue.stopped && condition.wait(until: deadline) {}
+        condition.unlock()
+    }
+
+    private func run() {
+        var store: EventStore?
+        var failing = false
+        var lastPrune = Date.distantPast
+        var nextOpen = Date.distantPast
+        while true {
+            condition.lock()
+            if !queue.stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: 1)) }
+            let batch = queue.events
+            let dropped = queue.dropped
+            let stopping = queue.stopping
+            queue.events = []
+            queue.dropped = 0
+            condition.unlock()
+
+            if dropped > 0 {
+                logger.warning("records: \(dropped) message records dropped, the writer could not keep up; \(path) is not complete")
+            }
+            do {
+                if store == nil && Date() >= nextOpen {
+                    nextOpen = Date(timeIntervalSinceNow: 60)
+                    store = try EventStore(path: path)
+                }
+                if let store {
+                    if !batch.isEmpty { try store.insert(batch) }
+                    if Date().timeIntervalSince(lastPrune) > 86400 {
+                        lastPrune = Date()
+                        let removed = try store.prune(before: Date(timeIntervalSinceNow: -retention))
+                        if removed > 0 { logger.info("records: \(removed) records older than the retention deleted from \(path)") }
+                    }
+                    if failing {
+                        failing = false
+                        logger.notice("records: writing to \(path) again")
+                    }
+                } else if !batch.isEmpty {
+                    logger.debug("records: \(batch.count) records not written, \(path) is not open")
+                }
+            } catch {
+                store = nil
+                if !failing {
+                    failing = true
+                    logger.error("records: cannot write to \(path): \(error); mail is not affected, records are lost until it is fixed")
+                }
+            }
+            if stopping {
+                condition.lock()
+                queue.stopped = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+        }
+    }
+}
