@@ -67,7 +67,7 @@ install:
 	install -D -m 0644 systemd/smime-milter.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/smime-milter.conf
 	install -D -m 0644 systemd/smime-milter.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/smime-milter.conf
 	install -d -m 0750 $(DESTDIR)/etc/smime-milter $(DESTDIR)/etc/smime-milter/pins
-	install -D -m 0644 conf/smime-milter.conf.sample conf/signing-table.sample conf/internal-hosts.sample \
+	install -D -m 0644 conf/smime-milter.conf.sample conf/signing-table.sample conf/internal-hosts.sample conf/units.sample \
 		-t $(DESTDIR)$(PREFIX)/share/doc/smime-milter/examples/
 	test -e $(DESTDIR)/etc/smime-milter/smime-milter.conf || \
 		install -m 0644 conf/smime-milter.conf $(DESTDIR)/etc/smime-milter/smime-milter.conf

@@ -32,6 +32,13 @@ import Testing
         #expect(Self.units.names.count == 3)
     }
 
+    @Test func theSampleNamesThePlansThirteenUnits() throws {
+        let sample = try Units.load(path: TestPKI.repositoryRoot + "/conf/units.sample")
+        #expect(sample.names.count == 13)
+        #expect(sample.unit(of: "vanphong.ubnd@dienbien.gov.vn") == "Ủy ban nhân dân tỉnh")
+        #expect(sample.unit(of: "chanhvp@muongang.dienbien.gov.vn") == "Ủy ban nhân dân huyện Mường Ảng")
+    }
+
     @Test(arguments: [
         ("*@stttt.dienbien.gov.vn\n", 1, "has no unit name"),
         ("# units\nstttt.dienbien.gov.vn  Sở\n", 2, "is not a pattern"),
