@@ -44,9 +44,10 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "Records",
-            dependencies: ["CSQLite", "Gateway", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSQLite", "CShims", "Gateway", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
-        // C for what Swift cannot do: taking SIGHUP/SIGTERM/SIGINT away from libmilter (signals.c says why).
+        // C for what Swift cannot do: taking SIGHUP/SIGTERM/SIGINT away from libmilter (signals.c says
+        // why), glibc's malloc threshold, thread names.
         .target(name: "CShims"),
         .target(
             name: "Milter",

@@ -1,3 +1,4 @@
+internal import CShims
 import Foundation
 public import Gateway
 public import Logging
@@ -133,7 +134,10 @@ public final class MilterService: Sendable {
     }
 
     private func startThread(_ name: String, _ body: @escaping @Sendable () -> Void) {
-        let thread = Thread(block: body)
+        let thread = Thread {
+            smime_milter_name_thread(name)
+            body()
+        }
         thread.name = name
         thread.start()
     }

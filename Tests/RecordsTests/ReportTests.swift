@@ -190,6 +190,14 @@ import Testing
         broken.stop()
     }
 
+    @Test func unitNamesWithQuotesAndBackslashesSurviveTheRecords() throws {
+        let odd = "Phòng \"Một cửa\" \\ số 1"
+        let path = directory + "/odd.sqlite"
+        try EventStore(path: path).insert([Self.received([odd, Self.stttt], "pass", on: "2026-11-07 08:00")])
+        let counts = try EventStore(path: path, readOnly: true).counts(from: nil, to: nil, byMonth: false)
+        #expect(Set(counts.map(\.unit)) == [odd, Self.stttt])
+    }
+
     @Test func recordsPastTheRetentionAreDeleted() throws {
         let path = try november()
         let store = try EventStore(path: path)

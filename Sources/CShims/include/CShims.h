@@ -9,4 +9,7 @@ void smime_milter_take_signals(void);
 /// freed; glibc's default threshold rises up to 32 MB as large blocks are freed (see memory.c).
 void smime_milter_set_mmap_threshold(int bytes);
 
+/// Names the calling thread for the system (at most 15 characters; see threads.c).
+void smime_milter_name_thread(const char *name);
+
 #endif
