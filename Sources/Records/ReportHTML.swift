@@ -41,8 +41,12 @@ extension Report {
         if periods.count > 1 {
             body += "<h2>\(Self.escape(w.chartMonths))</h2>\n" + lineChart(words: w)
         }
+        if periods.count > 1 {
+            // The whole range first, then each month.
+            body += table(Period(label: label, units: overall), words: w, heading: true)
+        }
         for period in periods {
-            body += table(period, words: w)
+            body += table(period, words: w, heading: periods.count > 1)
         }
         body += "<p class=\"generated\">\(w.generated) \(Self.escape(ISO8601DateFormatter().string(from: now)))</p>\n"
         return """
@@ -107,7 +111,7 @@ extension Report {
         let height = 260.0
         let left = 50.0
         let bottom = 40.0
-        let plotWidth = width - left - 20
+        let plotWidth = width - left - 45  // room for the last month's label
         let plotHeight = height - bottom - 20
         func x(_ index: Int) -> Double {
             left + (periods.count > 1 ? plotWidth * Double(index) / Double(periods.count - 1) : plotWidth / 2)
@@ -137,8 +141,8 @@ extension Report {
         return svg + "</svg>\n"
     }
 
-    func table(_ period: Period, words w: Words) -> String {
-        var out = periods.count > 1 ? "<h2>\(Self.escape(period.label))</h2>\n" : ""
+    func table(_ period: Period, words w: Words, heading: Bool) -> String {
+        var out = heading ? "<h2>\(Self.escape(period.label))</h2>\n" : ""
         out += "<table>\n<tr>" + [w.unit, w.outgoing, w.gateway, w.sender, w.unsigned, w.share, w.incoming, w.pass, w.fail, w.other, w.reasons]
             .map { "<th>\(Self.escape($0))</th>" }.joined() + "</tr>\n"
         func row(_ name: String, _ figures: Figures, total: Bool) -> String {
