@@ -22,7 +22,7 @@ module=${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 # Bumped whenever what this script makes changes, so that an older demo directory is made anew.
-pki_version=3
+pki_version=4
 if [ "$(cat "$dir/.complete" 2>/dev/null)" = "$pki_version" ]; then
     exit 0
 fi
@@ -197,6 +197,14 @@ file_cert untrusted untrusted stttt@dienbien.gov.vn "emailProtection" "digitalSi
 # key logged in on the same token would hide a wrong PIN).
 init_token PIN-Test
 p11 --token-label PIN-Test --login --pin "$user_pin" --keypairgen --key-type rsa:2048 --id 01 --label pin-test >/dev/null
+
+# A token only the module-restart test uses, through a second SoftHSM instance in the test
+# process. SoftHSM rewrites a token's file on every login and its file locks are per process, so
+# another instance reading that token's file at the same moment can miss the token: no other
+# test may share a token with a second instance.
+init_token Restart-Test
+p11 --token-label Restart-Test --login --pin "$user_pin" --keypairgen --key-type rsa:2048 --id 01 --label first >/dev/null
+p11 --token-label Restart-Test --login --pin "$user_pin" --keypairgen --key-type rsa:2048 --id 02 --label second >/dev/null
 
 # A token the recovery test deletes and re-creates: its key is imported from a file so that it
 # can be put back identically (softhsm2-util --import).

@@ -138,10 +138,8 @@ public final class Gateway: Sendable {
         self.authorizedSigners = authorizedSigners
         self.verifier = verifier
         self.units = units
-        var seen: Set<String> = []
         let patterns = (signingTable?.entries.map(\.pattern) ?? []) + (units?.entries.map(\.pattern) ?? [])
-        self.localDomains =
-            configuration.localDomains ?? patterns.compactMap(AddressPattern.domain(of:)).filter { seen.insert($0).inserted }
+        self.localDomains = configuration.localDomains ?? Gateway.unique(patterns.compactMap(AddressPattern.domain(of:)))
         self.statistics = statistics
         self.logger = logger
         self.makeSigner = makeSigner ?? { try SignerLoader.signer(for: $0, configuration: configuration, lookingAgain: $1) }
@@ -172,7 +170,8 @@ public final class Gateway: Sendable {
         } else if configuration.verifies {
             decision = verify(envelope: envelope, headers: headers, body: body)
         } else {
-            decision = Decision(outcome: .skipped(why: "incoming"), units: [], address: nil)  // not counted or recorded
+            // Mode s: incoming mail passes untouched, counted for no unit and not recorded.
+            decision = Decision(outcome: .skipped(why: "incoming"), units: [], address: nil)
         }
         statistics.count(decision.counter, units: decision.units)
         return decision

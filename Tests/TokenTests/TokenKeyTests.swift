@@ -192,16 +192,18 @@ import Testing
     /// A module restart made for one key (its token went missing) must not leave another key on
     /// the same module signing through stale handles: SoftHSM numbers sessions and objects from 1
     /// again, so an old handle can name the other token's key. RSA PKCS#1 v1.5 is deterministic:
-    /// the same key gives the same signature.
+    /// the same key gives the same signature. The token is one no other test uses: this second
+    /// SoftHSM instance's logins rewrite the token's file, which another instance in the same
+    /// process could read half-written (SoftHSM's file locks are per process).
     @Test func aModuleRestartForAnotherKeyNeverSignsWithTheWrongKey() throws {
         let moduleCopy = try privateModuleCopy("restart")
         let unit = try TokenKey(
-            uri: PKCS11URI(parsing: pki.keyURI(token: "STTTT-DienBien", object: "unit-seal")), modulePath: moduleCopy)
+            uri: PKCS11URI(parsing: pki.keyURI(token: "Restart-Test", object: "first")), modulePath: moduleCopy)
         let before = try unit.sign(data)
         #expect(try PKCS11Module.load(path: moduleCopy).reinitialize(notWithin: 0))
         // Another key takes the first handles of the new incarnation.
         let other = try TokenKey(
-            uri: PKCS11URI(parsing: pki.keyURI(token: "STTTT-DienBien", object: "vanthu")), modulePath: moduleCopy)
+            uri: PKCS11URI(parsing: pki.keyURI(token: "Restart-Test", object: "second")), modulePath: moduleCopy)
         _ = try other.sign(data)
         #expect(try unit.sign(data) == before)
         #expect(try other.sign(data) != before)
