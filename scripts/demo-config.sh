@@ -12,6 +12,13 @@ vanthu.stttt@dienbien.gov.vn  pkcs11:token=STTTT-DienBien;object=vanthu;type=pri
 *@stttt.dienbien.gov.vn       pkcs11:token=STTTT-DienBien;object=unit-seal;type=private?pin-source=file:$demo/pins/STTTT-DienBien  chain=$demo/ca/chain.pem
 *@muonglay.dienbien.gov.vn    pkcs11:token=UBND-MuongLay;object=unit-seal;type=private?pin-source=file:$demo/pins/UBND-MuongLay  chain=$demo/ca/chain.pem
 TABLE
+cat >"$out/units" <<UNITS
+# The units the demo's records and report name (conf/units.sample lists the plan's 13).
+vanthu.stttt@dienbien.gov.vn  Sở Thông tin và Truyền thông
+*@stttt.dienbien.gov.vn       Sở Thông tin và Truyền thông
+*@muonglay.dienbien.gov.vn    Ủy ban nhân dân thị xã Mường Lay
+vanphong.ubnd@dienbien.gov.vn Ủy ban nhân dân tỉnh
+UNITS
 cat >"$out/smime-milter.conf" <<CONF
 # The demo configuration (make run): demo tokens and CA under $demo.
 Socket            $socket
@@ -26,4 +33,5 @@ TrustAnchors      $demo/ca/root.pem
 CRLDirectory      $demo/crl
 RevocationCheck   crl
 StateDirectory    $out
+Units             $out/units
 CONF

@@ -68,6 +68,8 @@ and for the submission service in master.cf:
 
 Mail from *@stttt.dienbien.gov.vn and *@muonglay.dienbien.gov.vn is signed with the demo
 tokens; mail from outside is verified against the demo CA. "make demo" shows both through a
-Postfix of its own.
+Postfix of its own. Each message gets a record in $demo/events.sqlite; the province's report:
+
+    $bin report --config $demo/smime-milter.conf --by month
 TEXT
 exec "$bin" run --config "$demo/smime-milter.conf" --stderr

@@ -66,6 +66,19 @@ public enum ConfigurationCheck {
             } catch { fail("\(error)") }
         }
 
+        if let unitsPath = configuration.units {
+            do {
+                let units = try Units.load(path: unitsPath)
+                ok("units \(unitsPath): \(units.names.count) units")
+            } catch { fail("\(error)") }
+        }
+        if let database = configuration.eventDatabasePath {
+            let directory = (database as NSString).deletingLastPathComponent
+            if !FileManager.default.fileExists(atPath: directory) {
+                warn("EventDatabase \(database): the directory \(directory) does not exist; no records are kept until it does (mail is not affected)")
+            }
+        }
+
         var trust: TrustStore?
         do {
             trust = try SignerLoader.trustStore(configuration)

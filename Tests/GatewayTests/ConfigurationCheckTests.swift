@@ -86,7 +86,10 @@ import Testing
     }()
 
     /// What `run` refuses at start, `check-config` refuses first, in the same words.
-    @Test(arguments: [("Socket inet:notaport@127.0.0.1", "'notaport' is not a port"), ("UserID no-such-user", "no user no-such-user")])
+    @Test(arguments: [
+        ("Socket inet:notaport@127.0.0.1", "'notaport' is not a port"), ("UserID no-such-user", "no user no-such-user"),
+        ("Units /nonexistent/units", "cannot read the units table"),
+    ])
     func runRefusesWhatCheckConfigRefusesWithTheSameMessage(line: String, words: String) throws {
         let path = try write(table: "", extra: line)
         if !line.hasPrefix("Socket") {
