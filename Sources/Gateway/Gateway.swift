@@ -126,6 +126,8 @@ public final class Gateway: Sendable {
     private let making = Mutex<[Int: NSLock]>([:])
     /// The threads each token key's calls run on (see `TokenWorkers`), by signing-table line.
     private let workers = Mutex<[Int: TokenWorkers]>([:])
+    /// Verdicts on the gateway's own signatures for local recipients (`ownVerdict`).
+    private let ownVerdicts = Mutex<[OwnVerdictKey: (verdict: Verdict, until: Date)]>([:])
 
     public init(
         configuration: Configuration, signingTable: SigningTable?, authorizedSigners: AuthorizedSigners?,
@@ -270,12 +272,7 @@ public final class Gateway: Sendable {
             record.outcome = .signed
             var actions = result.headerEdits.map(MilterAction.header)
             if !local.isEmpty {
-                // What the local recipients' clients will check: the signature just made.
-                let verdict =
-                    verifier.map {
-                        Verification.verify(signed: .detached(content: result.inner, signature: result.signature, part: nil),
-                                            headers: headers, from: author, verifier: $0)
-                    } ?? Verdict(result: .none, because: .verificationOff)
+                let verdict = ownVerdict(entry: entry, author: author, headers: headers, signed: result)
                 actions += verificationHeaders(verdict, headers: headers)
                 record.result = verdict.result.rawValue
             }
@@ -299,6 +296,38 @@ public final class Gateway: Sendable {
                 "signing", "\(label): \(error)",
                 .failure(configuration.onSignFailure, enhancedSubject: "7.0", text: "message could not be signed, try again later"))
         }
+    }
+
+    /// What the local recipients' clients will say of the signature just made. The first one of
+    /// a signer and From address in a minute is verified in full; the next ones take that
+    /// verdict with their own signing time: chain, trust, revocation and the address do not
+    /// change within a minute, and verifying every message doubled the CPU of internal mail
+    /// under load (BENCHMARKS.md). Whether Date is within `SigningTimeSkew` is part of the key.
+    func ownVerdict(entry: SigningTable.Entry, author: String, headers: [HeaderField], signed: Signing.Result) -> Verdict {
+        guard let verifier else { return Verdict(result: .none, because: .verificationOff) }
+        let now = Date()
+        let date = headers.first(where: { $0.hasName("Date") }).flatMap { MessageDate.parse($0.value) }
+        let key = OwnVerdictKey(
+            line: entry.line, author: author.lowercased(),
+            dateWithinSkew: date.map { abs($0.timeIntervalSince(now)) <= Double(configuration.signingTimeSkew) } ?? true)
+        if var cached = ownVerdicts.withLock({ $0[key] }), cached.until > now {
+            cached.verdict.signingTime = now
+            return cached.verdict
+        }
+        let verdict = Verification.verify(
+            signed: .detached(content: signed.inner, signature: signed.signature, part: nil), headers: headers, from: author,
+            verifier: verifier)
+        ownVerdicts.withLock { verdicts in
+            if verdicts.count > 10_000 { verdicts = verdicts.filter { $0.value.until > now } }
+            verdicts[key] = (verdict, now.addingTimeInterval(60))
+        }
+        return verdict
+    }
+
+    struct OwnVerdictKey: Hashable {
+        let line: Int
+        let author: String
+        let dateWithinSkew: Bool
     }
 
     /// Outgoing mail the sender already signed: verified as incoming mail would be, logged and

@@ -87,22 +87,7 @@ public enum Address {
 /// RFC 5322 section 3.3 dates, with the obsolete forms of section 4.3 that mail still carries
 /// (no day of week, no seconds, named zones, a trailing comment such as "(ICT)").
 public enum MessageDate {
-    private static let formats = [
-        "EEE, d MMM yyyy HH:mm:ss Z", "d MMM yyyy HH:mm:ss Z", "EEE, d MMM yyyy HH:mm Z", "d MMM yyyy HH:mm Z",
-        "EEE, d MMM yyyy HH:mm:ss zzz", "d MMM yyyy HH:mm:ss zzz", "EEE, d MMM yy HH:mm:ss Z",
-    ]
-
     public static func parse(_ value: String) -> Date? {
-        var text = value
-        if let comment = text.firstIndex(of: "(") { text = String(text[..<comment]) }
-        text = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" }).joined(separator: " ")
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        for format in formats {
-            formatter.dateFormat = format
-            if let date = formatter.date(from: text) { return date }
-        }
-        return nil
+        DateText.parseRFC5322(value)
     }
 }

@@ -46,10 +46,7 @@ public enum VerificationHeaders {
             if let organization = verdict.organization { parts.append("\(words.organization): \(organization)") }
             if let issuer = verdict.issuer { parts.append("\(words.issuer): \(issuer)") }
             if let serial = verdict.serial { parts.append("\(words.serial): \(serial)") }
-            if let time = verdict.signingTime {
-                let formatter = ISO8601DateFormatter()
-                parts.append("\(words.signed): \(formatter.string(from: time))")
-            }
+            if let time = verdict.signingTime { parts.append("\(words.signed): \(DateText.iso8601(time))") }
             if let part = verdict.part { parts.append("\(words.part): \(part)") }
         }
         return parts.joined(separator: "; ")

@@ -12,15 +12,21 @@ public enum EncodedWord {
         if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) && !text.contains("=?") { return text }
         var words: [String] = []
         var chunk: [UInt8] = []
+        var chunkQLength = 0
         let overhead = "=?UTF-8?B??=".utf8.count
         for character in text {
-            let bytes = Array(String(character).utf8)
-            let candidate = chunk + bytes
-            if !chunk.isEmpty && overhead + shortest(candidate).utf8.count > maximumWordLength {
+            let bytes = Array(character.utf8)
+            let addedQLength = bytes.reduce(0) { $0 + (isQSafe($1) ? 1 : 3) }
+            // The shorter of Q and B for the chunk with this character, counted, not encoded.
+            let count = chunk.count + bytes.count
+            let shortest = min(chunkQLength + addedQLength, 4 * ((count + 2) / 3))
+            if !chunk.isEmpty && overhead + shortest > maximumWordLength {
                 words.append(word(chunk))
                 chunk = bytes
+                chunkQLength = addedQLength
             } else {
-                chunk = candidate
+                chunk += bytes
+                chunkQLength += addedQLength
             }
         }
         if !chunk.isEmpty { words.append(word(chunk)) }
@@ -57,27 +63,27 @@ public enum EncodedWord {
         return q.utf8.count <= b.utf8.count ? "=?UTF-8?Q?\(q)?=" : "=?UTF-8?B?\(b)?="
     }
 
-    private static func shortest(_ bytes: [UInt8]) -> String {
-        let q = qEncode(bytes)
-        let b = Data(bytes).base64EncodedString()
-        return q.utf8.count <= b.utf8.count ? q : b
-    }
-
     /// The Q encoding of RFC 2047 section 4.2, restricted to what is safe in a phrase (5.3).
     private static func qEncode(_ bytes: [UInt8]) -> String {
-        var out = ""
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 3)
         for byte in bytes {
             if byte == 0x20 {
-                out += "_"
-            } else if (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || "!*+-/".utf8.contains(byte)
-            {
-                out.append(Character(Unicode.Scalar(byte)))
+                out.append(0x5F)  // "_"
+            } else if isQSafe(byte) {
+                out.append(byte)
             } else {
-                out += String(format: "=%02X", byte)
+                out += [0x3D, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
             }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Bytes the Q encoding writes as one character: letters, digits, `!*+-/`, and space (as `_`).
+    private static func isQSafe(_ byte: UInt8) -> Bool {
+        byte == 0x20 || (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+            || byte == 0x21 || byte == 0x2A || byte == 0x2B || byte == 0x2D || byte == 0x2F
     }
 
     /// Decodes every encoded word in `text`; white space between two adjacent encoded words is

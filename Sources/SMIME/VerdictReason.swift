@@ -111,18 +111,11 @@ public enum VerdictReason: Sendable, Equatable, Codable {
     }
 
     static func day(_ date: Date?) -> String {
-        guard let date else { return "?" }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withFullDate]
-        return formatter.string(from: date)
+        date.map(DateText.day) ?? "?"
     }
 
     /// dd/MM/yyyy, as dates are written in Vietnam.
     static func vietnameseDay(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "Asia/Ho_Chi_Minh")
-        formatter.dateFormat = "dd/MM/yyyy"
-        return formatter.string(from: date)
+        DateText.vietnameseDay(date)
     }
 }

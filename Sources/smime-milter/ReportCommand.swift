@@ -52,9 +52,9 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let report = try makeReport()
             guard let format = ReportFormat(rawValue: format) else { throw usage("--format \(format): use text, csv or html") }
             guard let language = ReportLanguage(rawValue: lang) else { throw usage("--lang \(lang): use vi or en") }
+            let report = try makeReport()
             let text = report.rendered(format, language: language)
             if format == .csv { printError(report.indicatorSentence) }
             if let output {

@@ -96,6 +96,18 @@ import Testing
         #expect(decision.event?.outcome == .signed && decision.event?.result == "policy" && decision.event?.unit == "Sở Thông tin và Truyền thông")
     }
 
+    /// The verdict on the gateway's own signature is reused within a minute for the same signer
+    /// and From address only: another address on the same seal gets its own reason.
+    @Test func aReusedVerdictIsNeverAnotherAddresss() throws {
+        for from in ["ketoan@stttt.dienbien.gov.vn", "ketoan@stttt.dienbien.gov.vn", "vanthu2@stttt.dienbien.gov.vn"] {
+            let (headers, body) = GatewayTests.message(from: from)
+            let envelope = Envelope(clientAddress: "127.0.0.1", sender: from, recipients: ["a@stttt.dienbien.gov.vn"])
+            let decision = Self.gateway.decide(envelope: envelope, headers: headers, body: body)
+            let results = Self.edited(decision, headers)[0].value
+            #expect(results.contains("smime=policy") && results.contains("is not the From address \(from)"), "\(results)")
+        }
+    }
+
     @Test func mailOnlyToOutsideRecipientsGetsNoHeaders() throws {
         let (headers, body) = GatewayTests.message(from: "ketoan@stttt.dienbien.gov.vn")
         let envelope = Envelope(clientAddress: "127.0.0.1", sender: "ketoan@stttt.dienbien.gov.vn", recipients: ["a@example.org"])
