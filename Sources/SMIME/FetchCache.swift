@@ -174,6 +174,10 @@ final class FetchCache: @unchecked Sendable {
     }
 
     private func finish(_ key: String, _ result: Result<Item, any Error>) {
+        // The list is on disk before anyone waiting for it is woken (a command that exits right
+        // after its verdict must leave it behind), and written outside the lock: a 5 MB list must
+        // not hold up messages reading the cache.
+        if case .success(let item) = result, item.persist { write(key, item) }
         condition.lock()
         inFlight[key] = nil
         var failuresChanged = false
@@ -202,8 +206,6 @@ final class FetchCache: @unchecked Sendable {
             ? failures.mapValues { FailureRecord(count: $0.count, error: $0.error, retryAt: $0.retryAt) } : nil
         condition.broadcast()
         condition.unlock()
-        // The disk is written outside the lock: a 5 MB list must not hold up messages reading the cache.
-        if case .success(let item) = result, item.persist { write(key, item) }
         if let failureRecords { writeFailures(failureRecords) }
     }
 
