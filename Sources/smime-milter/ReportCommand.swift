@@ -107,18 +107,12 @@ struct ReportCommand: ParsableCommand {
         return Report(counts: counts, range: range, byMonth: by == "month", units: units, unitShare: unitShare, target: target)
     }
 
-    /// Written beside the target and renamed over it: a failure never leaves half a report over
-    /// a good file.
+    /// Written atomically (a temporary file beside it, renamed over it), as the daemon writes its
+    /// state files: a failure never leaves half a report over a good file.
     func write(_ text: String, to path: String) throws {
-        let temporary = path + ".part-\(getpid())"
         do {
-            try Data(text.utf8).write(to: URL(fileURLWithPath: temporary))
-            guard rename(temporary, path) == 0 else {
-                throw RecordsError(.unreadable, "cannot replace \(path): \(String(cString: strerror(errno)))")
-            }
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
-            try? FileManager.default.removeItem(atPath: temporary)
-            if let error = error as? RecordsError { throw error }
             throw RecordsError(.unreadable, "cannot write \(path): \(error.localizedDescription); check the directory")
         }
     }
