@@ -306,7 +306,7 @@ public final class Gateway: Sendable {
     func ownVerdict(entry: SigningTable.Entry, author: String, headers: [HeaderField], signed: Signing.Result) -> Verdict {
         guard let verifier else { return Verdict(result: .none, because: .verificationOff) }
         let now = Date()
-        let date = headers.first(where: { $0.hasName("Date") }).flatMap { MessageDate.parse($0.value) }
+        let date = Verification.date(of: headers)
         let key = OwnVerdictKey(
             line: entry.line, author: author.lowercased(),
             dateWithinSkew: date.map { abs($0.timeIntervalSince(now)) <= Double(configuration.signingTimeSkew) } ?? true)

@@ -20,7 +20,7 @@ public enum Verification {
 
     /// The verdict for signed content already found; `headers` are the message's (for Date).
     public static func verify(signed: SignedContent, headers: [HeaderField], from: String?, verifier: Verifier) -> Verdict {
-        let date = headers.first(where: { $0.hasName("Date") }).flatMap { MessageDate.parse($0.value) }
+        let date = date(of: headers)
         var verdict: Verdict
         switch signed {
         case .detached(let content, let signature, let part):
@@ -32,6 +32,12 @@ public enum Verification {
             verdict.set(.policy, because: .noAuthor)
         }
         return verdict
+    }
+
+    /// The message's Date (RFC 5322, with the obsolete forms mail still carries), if it has one
+    /// that parses.
+    public static func date(of headers: [HeaderField]) -> Date? {
+        headers.first(where: { $0.hasName("Date") }).flatMap { DateText.parseRFC5322($0.value) }
     }
 
     /// The address that identifies the author: the From address, or Sender's when From holds
@@ -81,13 +87,5 @@ public enum Address {
     private static func clean(_ text: String) -> String? {
         let candidate = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).last.map(String.init) ?? ""
         return candidate.contains("@") ? candidate : nil
-    }
-}
-
-/// RFC 5322 section 3.3 dates, with the obsolete forms of section 4.3 that mail still carries
-/// (no day of week, no seconds, named zones, a trailing comment such as "(ICT)").
-public enum MessageDate {
-    public static func parse(_ value: String) -> Date? {
-        DateText.parseRFC5322(value)
     }
 }
