@@ -18,10 +18,7 @@ public struct Units: Sendable, Equatable {
     }
 
     /// Every unit named, in the order of first appearance.
-    public var names: [String] {
-        var seen: Set<String> = []
-        return entries.map(\.name).filter { seen.insert($0).inserted }
-    }
+    public var names: [String] { Gateway.unique(entries.map(\.name)) }
 
     public static func load(path: String) throws -> Units {
         guard let data = FileManager.default.contents(atPath: path) else {

@@ -8,10 +8,6 @@ import Synchronization
 /// which turns its arguments into Swift values and hands them to the `MilterService` and the
 /// `Connection` attached to the MTA connection.
 enum Libmilter {
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-    }
-
     /// What the milter asks of the MTA: add, change and delete headers, replace the body, quarantine.
     static let actions = UInt(SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_QUARANTINE)
 
@@ -45,7 +41,7 @@ enum Libmilter {
 
     static func register(_ milter: MilterService) throws {
         try service.withLock { registered in
-            guard registered == nil else { throw Failure(description: "a milter is already registered in this process") }
+            guard registered == nil else { throw StartError(description: "a milter is already registered in this process") }
             registered = milter
         }
         var description = smfiDesc()
@@ -65,7 +61,7 @@ enum Libmilter {
         description.xxfi_abort = { ctx in Libmilter.abort(ctx!) }
         description.xxfi_close = { ctx in Libmilter.close(ctx!) }
         guard smfi_register(description) == MI_SUCCESS else {
-            throw Failure(description: "smfi_register failed: this libmilter does not accept the milter's flags")
+            throw StartError(description: "smfi_register failed: this libmilter does not accept the milter's flags")
         }
     }
 
@@ -73,16 +69,16 @@ enum Libmilter {
         if case .unix(let path) = socket {
             let directory = (path as NSString).deletingLastPathComponent
             guard FileManager.default.fileExists(atPath: directory) else {
-                throw Failure(description: "the socket directory \(directory) does not exist; create it (mkdir -p \(directory)) or change Socket")
+                throw StartError(description: "the socket directory \(directory) does not exist; create it (mkdir -p \(directory)) or change Socket")
             }
         }
         guard smfi_setconn(keptString(socket.libmilterForm)) == MI_SUCCESS else {
-            throw Failure(description: "libmilter refused the socket \(socket)")
+            throw StartError(description: "libmilter refused the socket \(socket)")
         }
         let previous = umask(mode_t(UInt16(mask, radix: 8) ?? 0o007))
         defer { umask(previous) }
         guard smfi_opensocket(1) == MI_SUCCESS else {
-            throw Failure(
+            throw StartError(
                 description: "cannot listen on \(socket): \(String(cString: strerror(errno))); is another milter running there, and may this user create it?")
         }
     }

@@ -6,6 +6,11 @@ import MIME
 import Records
 import Synchronization
 
+/// Why the milter could not start (socket, user, spool, libmilter): one line for the log.
+struct StartError: Error, CustomStringConvertible {
+    let description: String
+}
+
 /// The running milter: one object with a lifecycle. `init` loads the configuration, `run`
 /// starts it (socket, privileges, spool, signal and statistics threads, libmilter's loop) and
 /// returns after a graceful stop; `reload` swaps the configuration; `stop` ends the loop and
@@ -82,7 +87,7 @@ public final class MilterService: Sendable {
         waitForMessagesInFlight()
         saveStatistics()
         records?.stop()
-        guard succeeded else { throw Libmilter.Failure(description: "libmilter's main loop failed; see the log lines before this") }
+        guard succeeded else { throw StartError(description: "libmilter's main loop failed; see the log lines before this") }
         logger.info("smime-milter stopped")
     }
 

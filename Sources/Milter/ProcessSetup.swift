@@ -45,25 +45,25 @@ public enum ProcessSetup {
     static func dropPrivileges(_ userID: String?, socket: SocketSpec, logger: Logger) throws {
         guard geteuid() == 0 else { return }
         guard let userID else {
-            throw Libmilter.Failure(
+            throw StartError(
                 description: "refusing to run as root: set UserID (e.g. UserID smime-milter) or start as that user (systemd User=)")
         }
-        if let problem = ConfigurationCheck.userProblem(userID) { throw Libmilter.Failure(description: problem) }
+        if let problem = ConfigurationCheck.userProblem(userID) { throw StartError(description: problem) }
         let parts = userID.split(separator: ":", maxSplits: 1).map(String.init)
-        guard let user = getpwnam(parts[0]) else { throw Libmilter.Failure(description: "UserID \(userID): no user") }
+        guard let user = getpwnam(parts[0]) else { throw StartError(description: "UserID \(userID): no user") }
         if user.pointee.pw_uid == 0 {
             logger.warning("running as root because UserID is \(userID)")
             return
         }
         var gid = user.pointee.pw_gid
         if parts.count == 2 {
-            guard let group = getgrnam(parts[1]) else { throw Libmilter.Failure(description: "UserID \(userID): no group") }
+            guard let group = getgrnam(parts[1]) else { throw StartError(description: "UserID \(userID): no group") }
             gid = group.pointee.gr_gid
         }
         let uid = user.pointee.pw_uid
         if case .unix(let path) = socket { _ = chown(path, uid, gid) }
         guard initgroups(parts[0], gid) == 0, setgid(gid) == 0, setuid(uid) == 0 else {
-            throw Libmilter.Failure(description: "cannot switch to \(userID): \(String(cString: strerror(errno)))")
+            throw StartError(description: "cannot switch to \(userID): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -71,7 +71,7 @@ public enum ProcessSetup {
     static func makeSpoolDirectory(in parent: String) throws -> String {
         var template = Array((parent + "/smime-milter.XXXXXX").utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw Libmilter.Failure(
+            throw StartError(
                 description: "cannot create a spool directory in \(parent): \(String(cString: strerror(errno))); fix SpoolDirectory")
         }
         return String(cString: made)
