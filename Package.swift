@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "MIME", swiftSettings: swiftSettings),
         .target(
             name: "Token",
-            dependencies: ["CP11Kit", "COpenSSL", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CP11Kit", "COpenSSL", "CShims", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(
             name: "SMIME",
@@ -47,8 +47,8 @@ let package = Package(
             dependencies: ["CSQLite", "CShims", "Gateway", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         // C for what Swift cannot do: taking SIGHUP/SIGTERM/SIGINT away from libmilter (signals.c says
-        // why), glibc's malloc threshold, thread names.
-        .target(name: "CShims"),
+        // why), glibc's malloc threshold, thread names, OpenSSL initialised before main (openssl.c).
+        .target(name: "CShims", linkerSettings: [.linkedLibrary("crypto")]),
         .target(
             name: "Milter",
             dependencies: ["CMilter", "CShims", "Gateway", "MIME", "Records", .product(name: "Logging", package: "swift-log")],
