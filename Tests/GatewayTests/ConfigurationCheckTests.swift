@@ -13,11 +13,14 @@ import Testing
         try table.write(toFile: directory + "/signing-table", atomically: true, encoding: .utf8)
         // A PKCS11Module line of the test's own replaces the usual one.
         let module = extra.hasPrefix("PKCS11Module") ? "# PKCS11Module given below" : "PKCS11Module    \(pki.softHSMModule)"
+        // Local CRLs only: the test certificates name 127.0.0.1:18080, which RevocationTests own
+        // while these tests run beside them.
         try """
             SigningTable    \(directory)/signing-table
             \(module)
             TrustAnchors    \(pki.path("ca/root.pem"))
             CRLDirectory    \(pki.path("crl"))
+            RevocationCheck crl
             StateDirectory  \(directory)
             \(extra)
             """.write(toFile: directory + "/smime-milter.conf", atomically: true, encoding: .utf8)
@@ -51,19 +54,19 @@ import Testing
     static let brokenCases: [Broken] = {
         let pki = TestPKI.shared
         return [
-            Broken(name: "a bad configuration line", table: "", extra: "Mode sign", expected: "smime-milter.conf:6: Mode 'sign' is unknown; use s, v or sv"),
+            Broken(name: "a bad configuration line", table: "", extra: "Mode sign", expected: "smime-milter.conf:7: Mode 'sign' is unknown; use s, v or sv"),
             Broken(name: "a bad table line", table: "*@x.vn", extra: "", expected: "signing-table:1: '*@x.vn' has no key"),
             Broken(
                 name: "a socket whose port is no port", table: "", extra: "Socket inet:notaport@127.0.0.1",
-                expected: "smime-milter.conf:6: socket inet:notaport@127.0.0.1: 'notaport' is not a port from 1 to 65535"),
+                expected: "smime-milter.conf:7: socket inet:notaport@127.0.0.1: 'notaport' is not a port from 1 to 65535"),
             Broken(
                 name: "a user that does not exist", table: "", extra: "UserID no-such-user",
                 expected: "UserID no-such-user: no user no-such-user; create it (systemd-sysusers) or fix UserID"),
             Broken(
                 name: "a module path that does not exist", table: "", extra: "PKCS11Module /nonexistent/vendor.so",
                 expected: "PKCS11Module /nonexistent/vendor.so does not exist or cannot be read"),
-            Broken(name: "a size that is no size", table: "", extra: "MaximumSignSize lots", expected: "smime-milter.conf:6:"),
-            Broken(name: "a duration that is no number", table: "", extra: "SigningTimeout forever", expected: "smime-milter.conf:6: 'forever' is not a whole number"),
+            Broken(name: "a size that is no size", table: "", extra: "MaximumSignSize lots", expected: "smime-milter.conf:7:"),
+            Broken(name: "a duration that is no number", table: "", extra: "SigningTimeout forever", expected: "smime-milter.conf:7: 'forever' is not a whole number"),
             Broken(
                 name: "a wrong PIN", table: "* pkcs11:token=PIN-Test;object=pin-test;type=private?pin-value=000000", extra: "",
                 expected: "CKR_PIN_INCORRECT"),

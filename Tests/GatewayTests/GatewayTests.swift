@@ -38,6 +38,7 @@ import Testing
             PKCS11Module       \(pki.softHSMModule)
             TrustAnchors       \(pki.path("ca/root.pem"))
             CRLDirectory       \(pki.path("crl"))
+            RevocationCheck    crl
             Intermediates      \(pki.path("ca/intermediate.pem"))
             MaximumSignSize    64K
             SubjectTag         [CHỮ KÝ SAI]
