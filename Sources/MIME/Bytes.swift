@@ -1,3 +1,5 @@
+import Glibc
+
 /// Byte-level helpers shared by the parser and the encoders.
 enum Bytes {
     static let cr: UInt8 = 0x0D
@@ -12,38 +14,53 @@ enum Bytes {
     /// end) and the index where the next line starts.
     @inline(__always)
     static func line(in bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> (content: Int, next: Int) {
-        var index = start
-        while index < end {
-            if bytes[index] == lf {
-                let content = index > start && bytes[index - 1] == cr ? index - 1 : index
-                return (content, index + 1)
-            }
-            index += 1
-        }
-        return (end, end)
+        guard let index = find(lf, in: bytes, from: start, to: end) else { return (end, end) }
+        let content = index > start && bytes[index - 1] == cr ? index - 1 : index
+        return (content, index + 1)
+    }
+
+    /// The first `byte` in `start..<end` (glibc's memchr: lines are scanned many bytes at a time).
+    @inline(__always)
+    static func find(_ byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int? {
+        guard start < end, let base = bytes.baseAddress, let found = memchr(base + start, Int32(byte), end - start)
+        else { return nil }
+        return base.distance(to: found.assumingMemoryBound(to: UInt8.self))
     }
 
     /// `bytes` with every line ending (CRLF, bare LF or bare CR) made CRLF: the canonical form
-    /// of RFC 5751 section 3.1.1 that signatures are computed over.
+    /// of RFC 8551 section 3.1.1 that signatures are computed over.
+    ///
+    /// Mail from Postfix is already canonical: that is checked a line at a time and the bytes
+    /// are copied whole; only other input is rewritten octet by octet.
     static func canonicalCRLF(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count + bytes.count / 32 + 2)
-        var index = bytes.startIndex
-        let end = bytes.endIndex
-        while index < end {
-            let byte = bytes[index]
-            if byte == cr {
-                out.append(cr)
-                out.append(lf)
-                if index + 1 < end && bytes[index + 1] == lf { index += 1 }
-            } else if byte == lf {
-                out.append(cr)
-                out.append(lf)
-            } else {
-                out.append(byte)
+        bytes.withUnsafeBufferPointer { input in
+            if isCanonical(input) { return Array(input) }
+            var out: [UInt8] = []
+            out.reserveCapacity(input.count + input.count / 32 + 2)
+            var index = 0
+            while index < input.count {
+                let byte = input[index]
+                if byte == cr || byte == lf {
+                    out += crlf
+                    index += byte == cr && index + 1 < input.count && input[index + 1] == lf ? 2 : 1
+                } else {
+                    out.append(byte)
+                    index += 1
+                }
             }
-            index += 1
+            return out
         }
-        return out
+    }
+
+    /// Every LF follows a CR and every CR comes before an LF.
+    private static func isCanonical(_ input: UnsafeBufferPointer<UInt8>) -> Bool {
+        var start = 0
+        while start < input.count {
+            let (content, next) = line(in: input, from: start, to: input.count)
+            if next - content == 1 { return false }  // a bare LF
+            if find(cr, in: input, from: start, to: content) != nil { return false }  // a bare CR
+            start = next
+        }
+        return true
     }
 }

@@ -103,4 +103,19 @@ import Testing
     @Test func canonicalFormTurnsEveryLineEndIntoCRLF() {
         #expect(Bytes.canonicalCRLF(Array("a\nb\r\nc\rd\r".utf8)[...]) == Array("a\r\nb\r\nc\r\nd\r\n".utf8))
     }
+
+    /// Against the rule stated on lines: split at every CRLF, CR or LF, join with CRLF.
+    @Test func canonicalFormAgreesWithSplittingIntoLines() async {
+        let mostlyLineEnds = Gen<UInt8?>.element(of: [UInt8]([0x0D, 0x0A, 0x61, 0x0D, 0x0A])).compactMap { $0 }.array(of: 0...60)
+        await propertyCheck(count: 500, input: mostlyLineEnds) { data in
+            let text = String(decoding: data, as: UTF8.self)
+            let isBreak: @Sendable (Character) -> Bool = { $0 == "\r\n" || $0 == "\r" || $0 == "\n" }
+            var lines = text.split(omittingEmptySubsequences: false, whereSeparator: isBreak)
+            let endsWithBreak = text.last.map(isBreak) ?? false
+            if endsWithBreak { lines.removeLast() }
+            let expected = lines.joined(separator: "\r\n") + (endsWithBreak ? "\r\n" : "")
+            let slice = ([0x7A] + data + [0x7A])[1..<(data.count + 1)]  // a slice whose indices do not start at 0
+            #expect(Bytes.canonicalCRLF(slice) == Array(expected.utf8), "\(data)")
+        }
+    }
 }
