@@ -98,3 +98,15 @@ func rate(_ seconds: Double, _ work: () throws -> Void) rethrows -> Double {
     } while Date().timeIntervalSince(start) < seconds
     return Double(count) / Date().timeIntervalSince(start)
 }
+
+/// Runs `work` `rounds` times (at least once) and returns the median time in seconds, measured
+/// on the monotonic clock.
+func median(rounds: Int, _ work: () throws -> Void) rethrows -> Double {
+    var times: [Double] = []
+    for _ in 0..<max(1, rounds) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try work()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return times.sorted()[times.count / 2]
+}

@@ -28,26 +28,17 @@ struct MIMEBench: ParsableCommand {
         _ = try Message(bytes: message)
         let afterParse = peakRSS()
 
-        func median(_ work: () throws -> Void) rethrows -> Double {
-            var times: [Double] = []
-            for _ in 0..<rounds {
-                let start = DispatchTime.now().uptimeNanoseconds
-                try work()
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-            }
-            return times.sorted()[times.count / 2]
-        }
-        let copy = median {
+        let copy = median(rounds: rounds) {
             let copied = message.withUnsafeBufferPointer { Array($0) }
             precondition(copied.count == message.count)
         }
-        let foundation = median { _ = Data(base64Encoded: encoded, options: .ignoreUnknownCharacters) }
-        let parse = try median { _ = try Message(bytes: message) }
-        let decode = try median {
+        let foundation = median(rounds: rounds) { _ = Data(base64Encoded: encoded, options: .ignoreUnknownCharacters) }
+        let parse = try median(rounds: rounds) { _ = try Message(bytes: message) }
+        let decode = try median(rounds: rounds) {
             let parsed = try Message(bytes: message)
             _ = parsed.decodedBody(of: parsed.root.parts[1])
         }
-        let prepare = try median { _ = try SigningPreparation(headers: headers, body: body) }
+        let prepare = try median(rounds: rounds) { _ = try SigningPreparation(headers: headers, body: body) }
         print(String(format: "message: %.1f MB (%d MB attachment, base64), median of %d rounds", size, megabytes, rounds))
         print(row("measurement", "seconds", "MB/s"))
         for (label, seconds) in [

@@ -36,23 +36,14 @@ struct ReportBench: ParsableCommand {
         print("wrote \(records) records for \(names.count) units in \(String(format: "%.1f", Date().timeIntervalSince(written))) s: \(path)")
 
         let reader = try EventStore(path: path, readOnly: true)
-        func median(_ work: () throws -> Void) rethrows -> Double {
-            var times: [Double] = []
-            for _ in 0..<max(1, rounds) {
-                let start = Date()
-                try work()
-                times.append(Date().timeIntervalSince(start))
-            }
-            return times.sorted()[times.count / 2]
-        }
         let range = try ReportRange.year(String(year))
-        let scan = try median { try reader.scanAll() }
+        let scan = try median(rounds: rounds) { try reader.scanAll() }
         var html = ""
-        let year = try median {
+        let year = try median(rounds: rounds) {
             let report = Report(counts: try reader.counts(from: range.from, to: range.to, byMonth: false), range: range, byMonth: false, units: table)
             html = report.rendered(.csv)
         }
-        let byMonth = try median {
+        let byMonth = try median(rounds: rounds) {
             let report = Report(counts: try reader.counts(from: range.from, to: range.to, byMonth: true), range: range, byMonth: true, units: table)
             html = report.rendered(.html)
         }
