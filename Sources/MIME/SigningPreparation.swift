@@ -91,7 +91,8 @@ struct SevenBit {
                 writeHeaders(entity, transferEncoding: nil, into: &out)
                 out += Bytes.crlf
             }
-            out += Bytes.canonicalCRLF(body)  // copied in one piece when CRLF already, as from SMTP
+            // Mail from SMTP is CRLF already: copy it in one piece.
+            out += scan.hasBareLF ? Bytes.canonicalCRLF(body) : Array(body)
             return
         }
         // 8bit and binary bodies are encoded straight from the message's bytes, without a copy.
@@ -155,6 +156,7 @@ struct Scan {
     var hasEightBit = false
     var hasNUL = false
     var hasBareCR = false
+    var hasBareLF = false
     var hasLongLine = false
     var hasFromLine = false
     var hasTrailingWhitespace = false
@@ -172,6 +174,7 @@ struct Scan {
                 hasNUL = true
             }
             if byte == Bytes.lf {
+                if previous != Bytes.cr { hasBareLF = true }
                 if previous == Bytes.space || previous == Bytes.tab
                     || (previous == Bytes.cr && index >= bytes.startIndex + 2
                         && Bytes.isWhitespace(bytes[index - 2]))
