@@ -31,6 +31,7 @@ ldd /usr/sbin/smime-milter | sed 's/^/   /'
 
 step "layout, user, group"
 for path in /usr/sbin/smime-milter /lib/systemd/system/smime-milter.service /usr/lib/sysusers.d/smime-milter.conf \
+    /lib/systemd/system/smime-milter-report.service /lib/systemd/system/smime-milter-report.timer \
     /usr/lib/tmpfiles.d/smime-milter.conf /usr/share/man/man8/smime-milter.8.gz /usr/share/man/man5/smime-milter.conf.5.gz \
     /usr/share/doc/smime-milter/examples/smime-milter.conf.sample /usr/share/smime-milter/trust/vgca-root-2010.pem "$conf"; do
     [ -e "$path" ] || fail "$path is missing"
