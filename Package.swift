@@ -79,7 +79,7 @@ let package = Package(
             name: "GatewayTests", dependencies: ["Gateway", "MIME", "SMIME", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "RecordsTests", dependencies: ["Records", "Gateway", "TestSupport"], swiftSettings: swiftSettings),
+            name: "RecordsTests", dependencies: ["Records", "Gateway", "MIME", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "MilterTests", dependencies: ["Milter", "Gateway", "MIME", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
