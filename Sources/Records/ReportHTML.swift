@@ -65,6 +65,8 @@ extension Report {
             th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; }
             th { background: #eef2f7; }
             td.n { text-align: right; font-variant-numeric: tabular-nums; }
+            td.unit { min-width: 12em; }
+            td.reasons { font-size: 0.92em; min-width: 20em; }
             tr.total td { font-weight: bold; background: #f6f6f6; }
             svg text { font-family: inherit; font-size: 13px; }
             .generated { color: #666; font-size: 0.85em; }
@@ -147,11 +149,12 @@ extension Report {
             let cells = Self.numbers(figures).enumerated().map { index, value in
                 index == 4 ? (figures.share.map(Self.percent) ?? "–") : value
             }
+            // One reason a line: the words are long, and office staff read them down the column.
             let reasons = figures.commonestReasons.prefix(3).map {
-                "\(ReportWords.reason($0.reason, language: language)) (\($0.count))"
-            }.joined(separator: "; ")
-            return "<tr\(total ? " class=\"total\"" : "")><td>\(Self.escape(name))</td>" + cells.map { "<td class=\"n\">\($0)</td>" }.joined()
-                + "<td>\(Self.escape(reasons))</td></tr>\n"
+                Self.escape("\(ReportWords.reason($0.reason, language: language)) (\($0.count))")
+            }.joined(separator: "<br>")
+            return "<tr\(total ? " class=\"total\"" : "")><td class=\"unit\">\(Self.escape(name))</td>"
+                + cells.map { "<td class=\"n\">\($0)</td>" }.joined() + "<td class=\"reasons\">\(reasons)</td></tr>\n"
         }
         for unit in units { out += row(unit, period.units[unit] ?? Figures(), total: false) }
         out += row(w.total, period.total, total: true)
