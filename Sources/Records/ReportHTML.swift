@@ -65,8 +65,8 @@ extension Report {
             th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; }
             th { background: #eef2f7; }
             td.n { text-align: right; font-variant-numeric: tabular-nums; }
-            td.unit { min-width: 12em; }
-            td.reasons { font-size: 0.92em; min-width: 20em; }
+            td.unit { min-width: 9em; }
+            td.reasons { font-size: 0.92em; min-width: 17em; }
             tr.total td { font-weight: bold; background: #f6f6f6; }
             svg text { font-family: inherit; font-size: 13px; }
             .generated { color: #666; font-size: 0.85em; }

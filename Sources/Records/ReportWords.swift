@@ -10,7 +10,7 @@ public enum ReportWords {
     public static let reasons: [(code: String, vi: String, en: String)] = [
         ("no-signer", "chưa có chứng thư số cho địa chỉ gửi", "no certificate for the sender's address"),
         ("no-from", "thư không ghi địa chỉ người gửi (From)", "no sender address (From)"),
-        ("bounce", "thư báo lỗi tự động (không có người gửi)", "automatic bounce (no sender)"),
+        ("bounce", "thư báo lỗi tự động", "automatic bounce message"),
         ("encrypted", "thư đã được mã hóa", "already encrypted"),
         ("oversize", "thư vượt dung lượng được ký", "too large to sign"),
         ("unauthorized", "tài khoản không được gửi bằng địa chỉ này", "login may not send as this address"),
