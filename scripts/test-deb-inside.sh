@@ -37,6 +37,8 @@ for path in /usr/sbin/smime-milter /lib/systemd/system/smime-milter.service /usr
     [ -e "$path" ] || fail "$path is missing"
 done
 dpkg-query --showformat='${Conffiles}\n' --show smime-milter | grep -q " $conf " || fail "$conf is not a conffile"
+# The monthly report timer ships disabled: it needs ReportMailTo and ReportMailFrom first.
+[ ! -e /etc/systemd/system/timers.target.wants/smime-milter-report.timer ] || fail "the report timer was enabled on install"
 getent passwd smime-milter >/dev/null || fail "no smime-milter user"
 id -nG postfix | tr ' ' '\n' | grep -qx smime-milter || fail "postfix is not in the smime-milter group"
 [ "$(stat -c '%U %G %a' /var/spool/postfix/smime-milter)" = "smime-milter postfix 750" ] ||

@@ -78,7 +78,9 @@ public struct ReportMail: Sendable {
                     + "trở lên (\(percent(indicator.share))); mục tiêu \(percent(indicator.target)): "
                     + (indicator.met ? "Đạt" : "Chưa đạt"),
             ]
-            if !behind.isEmpty { lines += ["", "Đơn vị chưa đạt:"] + behind.map { "- \($0)" } }
+            if !behind.isEmpty {
+                lines += ["", "Đơn vị chưa đạt:"] + behind.map { "- \($0): " + (overall[$0]?.share.map(percent).map { "ký \($0) thư gửi đi" } ?? "không gửi thư nào") }
+            }
             lines += [
                 "", "Báo cáo đầy đủ (bảng và biểu đồ) ở phần HTML của thư này; số liệu chi tiết trong tệp CSV đính kèm.",
                 ReportWords.generated(time, timeZone: timeZone, language: language),
@@ -90,7 +92,9 @@ public struct ReportMail: Sendable {
                     + "the mail they send (\(percent(indicator.share))); target \(percent(indicator.target)): "
                     + (indicator.met ? "met" : "not met"),
             ]
-            if !behind.isEmpty { lines += ["", "Units below the share:"] + behind.map { "- \($0)" } }
+            if !behind.isEmpty {
+                lines += ["", "Units below the share:"] + behind.map { "- \($0): " + (overall[$0]?.share.map(percent).map { "\($0) of sent mail signed" } ?? "sent no mail") }
+            }
             lines += [
                 "", "The full report (tables and charts) is the HTML part of this message; the figures are in the attached CSV file.",
                 ReportWords.generated(time, timeZone: timeZone, language: language),

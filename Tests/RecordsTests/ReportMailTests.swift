@@ -45,7 +45,7 @@ import Testing
         #expect(alternatives.map(\.contentType.value) == ["text/plain", "text/html"])
         let summary = String(decoding: message.decodedBody(of: alternatives[0]), as: UTF8.self)
         #expect(summary.contains("Chỉ tiêu: 2/3 đơn vị ký số từ 50% thư gửi đi trở lên (67%); mục tiêu 50%: Đạt"))
-        #expect(summary.contains("Đơn vị chưa đạt:\r\n- Ủy ban nhân dân huyện Mường Nhé"))
+        #expect(summary.contains("Đơn vị chưa đạt:\r\n- Ủy ban nhân dân huyện Mường Nhé: không gửi thư nào\r\n\r\n"))
         #expect(summary.contains("Lập lúc 09:30 ngày 01/12/2026 (giờ Việt Nam, UTC+7)"))
         let html = String(decoding: message.decodedBody(of: alternatives[1]), as: UTF8.self)
         #expect(html == report.rendered(.html, language: .vi, generatedAt: Self.stamp, timeZone: Self.vietnam))
