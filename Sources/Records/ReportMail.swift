@@ -64,7 +64,9 @@ public struct ReportMail: Sendable {
     }
 
     /// The plain-text part: the indicator, the units below the share, where the rest is.
-    static func summary(_ report: Report, language: ReportLanguage, generatedAt time: Date, timeZone: TimeZone) -> String {
+    static func summary(
+        _ report: Report, language: ReportLanguage, generatedAt time: Date, timeZone: TimeZone
+    ) -> String {
         let indicator = report.indicator
         let overall = report.overall
         let behind = report.plannedUnits.filter { (overall[$0]?.share ?? 0) < report.unitShare }
@@ -79,7 +81,8 @@ public struct ReportMail: Sendable {
                     + (indicator.met ? "Đạt" : "Chưa đạt"),
             ]
             if !behind.isEmpty {
-                lines += ["", "Đơn vị chưa đạt:"] + behind.map { "- \($0): " + (overall[$0]?.share.map(percent).map { "ký \($0) thư gửi đi" } ?? "không gửi thư nào") }
+                lines += ["", "Đơn vị chưa đạt:"]
+                lines += behind.map { "- \($0): " + (overall[$0]?.share.map { "ký \(percent($0)) thư gửi đi" } ?? "không gửi thư nào") }
             }
             lines += [
                 "", "Báo cáo đầy đủ (bảng và biểu đồ) ở phần HTML của thư này; số liệu chi tiết trong tệp CSV đính kèm.",
@@ -93,7 +96,8 @@ public struct ReportMail: Sendable {
                     + (indicator.met ? "met" : "not met"),
             ]
             if !behind.isEmpty {
-                lines += ["", "Units below the share:"] + behind.map { "- \($0): " + (overall[$0]?.share.map(percent).map { "\($0) of sent mail signed" } ?? "sent no mail") }
+                lines += ["", "Units below the share:"]
+                lines += behind.map { "- \($0): " + (overall[$0]?.share.map { "\(percent($0)) of sent mail signed" } ?? "sent no mail") }
             }
             lines += [
                 "", "The full report (tables and charts) is the HTML part of this message; the figures are in the attached CSV file.",

@@ -13,7 +13,9 @@ extension Report {
     /// The report in `format`: HTML in `language`, stamped with `time` in `timeZone` (the
     /// server's); the text report's reasons in `language` (its column names stay English, and
     /// CSV keeps codes: scripts rely on both).
-    public func rendered(_ format: ReportFormat, language: ReportLanguage, generatedAt time: Date, timeZone: TimeZone) -> String {
+    public func rendered(
+        _ format: ReportFormat, language: ReportLanguage, generatedAt time: Date, timeZone: TimeZone
+    ) -> String {
         switch format {
         case .text: text(language: language)
         case .csv: csv()
@@ -84,8 +86,8 @@ extension Report {
             }
             let reasons = units.compactMap { unit -> String? in
                 let common = (period.units[unit] ?? Figures()).commonestReasons.prefix(3)
-                return common.isEmpty
-                    ? nil : "  \(unit): " + common.map { "\(ReportWords.reason($0.reason, language: language)) \($0.count)" }.joined(separator: "; ")
+                let words = common.map { "\(ReportWords.reason($0.reason, language: language)) \($0.count)" }
+                return common.isEmpty ? nil : "  \(unit): " + words.joined(separator: "; ")
             }
             let heading = language == .vi ? "không ký, lý do thường gặp:" : "unsigned, commonest reasons:"
             if !reasons.isEmpty { out += heading + "\n" + reasons.joined(separator: "\n") + "\n" }

@@ -77,7 +77,9 @@ struct ReportCommand: ParsableCommand {
             let timeZone = TimeZone.current
             if mail || mailTo != nil || mailFrom != nil {
                 let mail = try makeMail(report, configuration: configuration, language: language, now: now, timeZone: timeZone)
-                if let output { try write(report.rendered(format, language: language, generatedAt: now, timeZone: timeZone), to: output) }
+                if let output {
+                    try write(report.rendered(format, language: language, generatedAt: now, timeZone: timeZone), to: output)
+                }
                 try ReportSender(program: sendmail).send(mail)
                 printError("smime-milter report: \(report.label) sent to \(mail.to.joined(separator: ", ")): \(mail.subject)")
                 return
@@ -147,9 +149,12 @@ struct ReportCommand: ParsableCommand {
     {
         let recipients = mailTo.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
             ?? configuration.reportMailTo
-        guard !recipients.isEmpty else { throw usage("no recipients: give --mail-to ADDRESS[,ADDRESS...] or set ReportMailTo in \(config)") }
+        guard !recipients.isEmpty else {
+            throw usage("no recipients: give --mail-to ADDRESS[,ADDRESS...] or set ReportMailTo in \(config)")
+        }
         guard let sender = mailFrom ?? configuration.reportMailFrom else {
-            throw usage("no sender: give --mail-from ADDRESS or set ReportMailFrom in \(config) (an address the SigningTable signs for)")
+            throw usage(
+                "no sender: give --mail-from ADDRESS or set ReportMailFrom in \(config) (an address the SigningTable signs for)")
         }
         for address in recipients + [sender] where !ReportMail.isAddress(address) {
             throw usage("'\(address)' is not a mail address; write local@domain, e.g. vanphong.ubnd@dienbien.gov.vn")

@@ -15,7 +15,9 @@ struct ReportSender {
 
     func send(_ mail: ReportMail) throws {
         guard FileManager.default.isExecutableFile(atPath: program) else {
-            throw Failure(message: "\(program) is not an executable sendmail program; install Postfix or give --sendmail PATH; nothing was sent")
+            throw Failure(
+                message: "\(program) is not an executable sendmail program; install Postfix or give --sendmail PATH; "
+                    + "nothing was sent")
         }
         // The sendmail interface takes local line ends; the message is CRLF throughout.
         var bytes: [UInt8] = []
@@ -45,7 +47,8 @@ struct ReportSender {
                 process.terminationReason == .exit
                 ? "exited with status \(process.terminationStatus)" : "was killed by signal \(process.terminationStatus)"
             throw Failure(
-                message: "\(program) \(how)\(text.isEmpty ? "" : ": \(text)"); the report was not sent, run it again once the mail system works")
+                message: "\(program) \(how)\(text.isEmpty ? "" : ": \(text)"); the report was not sent, "
+                    + "run it again once the mail system works")
         }
     }
 
@@ -55,7 +58,8 @@ struct ReportSender {
         var template = Array((NSTemporaryDirectory() + "/smime-milter-report.XXXXXX").utf8CString)
         let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard descriptor >= 0 else {
-            throw Failure(message: "cannot make a temporary file in \(NSTemporaryDirectory()): \(String(cString: strerror(errno))); nothing was sent")
+            let reason = String(cString: strerror(errno))
+            throw Failure(message: "cannot make a temporary file in \(NSTemporaryDirectory()): \(reason); nothing was sent")
         }
         let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
