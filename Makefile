@@ -64,6 +64,7 @@ install:
 	install -D -m 0644 man/smime-milter.8 $(DESTDIR)$(PREFIX)/share/man/man8/smime-milter.8
 	install -D -m 0644 man/smime-milter.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/smime-milter.conf.5
 	install -D -m 0644 systemd/smime-milter.service $(DESTDIR)/lib/systemd/system/smime-milter.service
+	install -D -m 0644 systemd/smime-milter-report.service systemd/smime-milter-report.timer -t $(DESTDIR)/lib/systemd/system/
 	install -D -m 0644 systemd/smime-milter.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/smime-milter.conf
 	install -D -m 0644 systemd/smime-milter.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/smime-milter.conf
 	install -d -m 0750 $(DESTDIR)/etc/smime-milter $(DESTDIR)/etc/smime-milter/pins

@@ -44,7 +44,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "Records",
-            dependencies: ["CSQLite", "CShims", "Gateway", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSQLite", "CShims", "Gateway", "MIME", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         // C for what Swift cannot do: taking SIGHUP/SIGTERM/SIGINT away from libmilter (signals.c says
         // why), glibc's malloc threshold, thread names, OpenSSL initialised before main (openssl.c).
@@ -79,7 +79,7 @@ let package = Package(
             name: "GatewayTests", dependencies: ["Gateway", "MIME", "SMIME", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "RecordsTests", dependencies: ["Records", "Gateway", "TestSupport"], swiftSettings: swiftSettings),
+            name: "RecordsTests", dependencies: ["Records", "Gateway", "MIME", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "MilterTests", dependencies: ["Milter", "Gateway", "MIME", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),

@@ -12,6 +12,8 @@ if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
     packages+=(gpgsm libnss3-tools postfix swaks python3-pip gcc)
     # Headless Chromium renders the HTML report in a test; DejaVu has the Vietnamese letters.
     packages+=(chromium fonts-dejavu-core)
+    # systemd-analyze verifies the shipped unit files.
+    packages+=(systemd)
 fi
 if [ "${1:-}" = bench ]; then
     packages+=(opendkim)

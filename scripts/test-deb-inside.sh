@@ -31,11 +31,14 @@ ldd /usr/sbin/smime-milter | sed 's/^/   /'
 
 step "layout, user, group"
 for path in /usr/sbin/smime-milter /lib/systemd/system/smime-milter.service /usr/lib/sysusers.d/smime-milter.conf \
+    /lib/systemd/system/smime-milter-report.service /lib/systemd/system/smime-milter-report.timer \
     /usr/lib/tmpfiles.d/smime-milter.conf /usr/share/man/man8/smime-milter.8.gz /usr/share/man/man5/smime-milter.conf.5.gz \
     /usr/share/doc/smime-milter/examples/smime-milter.conf.sample /usr/share/smime-milter/trust/vgca-root-2010.pem "$conf"; do
     [ -e "$path" ] || fail "$path is missing"
 done
 dpkg-query --showformat='${Conffiles}\n' --show smime-milter | grep -q " $conf " || fail "$conf is not a conffile"
+# The monthly report timer ships disabled: it needs ReportMailTo and ReportMailFrom first.
+[ ! -e /etc/systemd/system/timers.target.wants/smime-milter-report.timer ] || fail "the report timer was enabled on install"
 getent passwd smime-milter >/dev/null || fail "no smime-milter user"
 id -nG postfix | tr ' ' '\n' | grep -qx smime-milter || fail "postfix is not in the smime-milter group"
 [ "$(stat -c '%U %G %a' /var/spool/postfix/smime-milter)" = "smime-milter postfix 750" ] ||

@@ -72,6 +72,11 @@ public struct Configuration: Sendable {
     /// `events.sqlite` in `StateDirectory` (`eventDatabasePath`).
     public var eventDatabase: String? = ""
     public var eventRetention = 400
+    /// `ReportMailTo`: where `report --mail` sends the report; empty when not set.
+    public var reportMailTo: [String] = []
+    /// `ReportMailFrom`: the report mail's From (and envelope sender); a unit address the
+    /// SigningTable signs for, so that the report leaves signed.
+    public var reportMailFrom: String?
 
     /// The records' database file, or nil when records are off.
     public var eventDatabasePath: String? {
@@ -221,6 +226,14 @@ public struct Configuration: Sendable {
         },
         Key(name: "EventRetention", type: "days", defaultValue: "400", required: false,
             description: "records older than this are deleted") { $0.eventRetention = try integer($1, in: 1...(20 * 366)) },
+        Key(name: "ReportMailTo", type: "list of addresses", defaultValue: "(none)", required: false,
+            description: "recipients of `smime-milter report --mail` (the monthly timer)") {
+            $0.reportMailTo = try list($1).map { try mailAddress($0, key: "ReportMailTo") }
+        },
+        Key(name: "ReportMailFrom", type: "address", defaultValue: "(none)", required: false,
+            description: "From of the report mail: an address the SigningTable signs for") {
+            $0.reportMailFrom = try mailAddress($1, key: "ReportMailFrom")
+        },
     ]
 
     // MARK: parsing
@@ -310,6 +323,15 @@ public struct Configuration: Sendable {
             self.message = message
             self.hint = hint
         }
+    }
+
+    /// A bare address, `local@domain`: what sendmail takes as a recipient or envelope sender.
+    static func mailAddress(_ value: String, key: String) throws -> String {
+        let parts = value.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
+            !value.contains(where: { $0.isWhitespace || "<>,;\"()".contains($0) })
+        else { throw Problem("\(key) '\(value)' is not a mail address", "write local@domain, e.g. vanthu@stttt.dienbien.gov.vn") }
+        return value
     }
 
     static func list(_ value: String) throws -> [String] {

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 public import Gateway
 
 /// The province's report: per period and unit, what was sent and how much of it was signed,
@@ -169,6 +169,25 @@ public struct ReportRange: Sendable, Equatable {
     }
 
     public static let all = ReportRange(from: nil, to: nil, label: "all")
+
+    /// `--period last-month` or `last-year`: the whole month (year) before the one `now` falls
+    /// in, in `timeZone` (the server's: the records' days are its local days).
+    public static func previous(_ period: String, before now: Date, timeZone: TimeZone) throws -> ReportRange {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let today = calendar.dateComponents([.year, .month], from: now)
+        guard let year = today.year, let month = today.month else {
+            throw RecordsError(.badPeriod, "--period \(period): the calendar gave no date for now")
+        }
+        switch period {
+        case "last-month":
+            return try .month(month == 1 ? String(format: "%04d-12", year - 1) : String(format: "%04d-%02d", year, month - 1))
+        case "last-year":
+            return try .year(String(year - 1))
+        default:
+            throw RecordsError(.badPeriod, "--period \(period): use last-month or last-year (or --month, --year)")
+        }
+    }
 
     /// The months the range touches, `YYYY-MM`; none for an open range.
     public var months: [String] {

@@ -5,30 +5,28 @@ import Foundation
 extension Report {
     struct Words {
         let title, period, indicator, met, notMet, unit, outgoing, gateway, sender, unsigned, share, incoming, pass, fail,
-            other, reasons, total, chartShare, chartMonths, signingUnits, mailSigned, target, generated: String
+            other, reasons, total, chartShare, chartMonths, signingUnits, mailSigned, target: String
 
         static let vi = Words(
             title: "Báo cáo ký số thư điện tử", period: "Kỳ báo cáo", indicator: "Chỉ tiêu", met: "Đạt", notMet: "Chưa đạt",
             unit: "Đơn vị", outgoing: "Thư gửi đi", gateway: "Cổng ký", sender: "Người gửi tự ký", unsigned: "Không ký",
             share: "Tỷ lệ ký", incoming: "Thư đến", pass: "Hợp lệ", fail: "Sai chữ ký", other: "Khác",
             reasons: "Lý do không ký thường gặp", total: "Tổng cộng", chartShare: "Tỷ lệ thư gửi đi được ký số theo đơn vị",
-            chartMonths: "Theo tháng", signingUnits: "đơn vị ký số", mailSigned: "thư được ký", target: "mục tiêu",
-            generated: "Lập lúc")
+            chartMonths: "Theo tháng", signingUnits: "đơn vị ký số", mailSigned: "thư được ký", target: "mục tiêu")
         static let en = Words(
             title: "Signed e-mail report", period: "Period", indicator: "Indicator", met: "met", notMet: "not met",
             unit: "Unit", outgoing: "Sent", gateway: "Signed by gateway", sender: "Signed by sender", unsigned: "Unsigned",
             share: "Share signed", incoming: "Received", pass: "Pass", fail: "Fail", other: "Other",
             reasons: "Commonest reasons unsigned", total: "Total", chartShare: "Share of sent mail signed, by unit",
-            chartMonths: "By month", signingUnits: "units signing", mailSigned: "mail signed", target: "target",
-            generated: "Generated")
+            chartMonths: "By month", signingUnits: "units signing", mailSigned: "mail signed", target: "target")
     }
 
-    func html(language: ReportLanguage, now: Date = Date()) -> String {
+    func html(language: ReportLanguage, generatedAt time: Date, timeZone: TimeZone) -> String {
         let w = language == .vi ? Words.vi : Words.en
         let indicator = self.indicator
         let overall = self.overall
         var body = "<h1>\(Self.escape(w.title))</h1>\n"
-        body += "<p class=\"period\">\(w.period): <b>\(Self.escape(label))</b></p>\n"
+        body += "<p class=\"period\">\(w.period): <b>\(Self.escape(ReportWords.period(label, language: language)))</b></p>\n"
         let sentence =
             language == .vi
             ? "\(indicator.signingUnits)/\(indicator.units) đơn vị ký số từ \(Self.percent(indicator.unitShare)) thư gửi đi trở lên "
@@ -43,18 +41,18 @@ extension Report {
         }
         if periods.count > 1 {
             // The whole range first, then each month.
-            body += table(Period(label: label, units: overall), words: w, heading: true)
+            body += table(Period(label: label, units: overall), words: w, language: language, heading: true)
         }
         for period in periods {
-            body += table(period, words: w, heading: periods.count > 1)
+            body += table(period, words: w, language: language, heading: periods.count > 1)
         }
-        body += "<p class=\"generated\">\(w.generated) \(Self.escape(ISO8601DateFormatter().string(from: now)))</p>\n"
+        body += "<p class=\"generated\">\(Self.escape(ReportWords.generated(time, timeZone: timeZone, language: language)))</p>\n"
         return """
             <!DOCTYPE html>
             <html lang="\(language.rawValue)">
             <head>
             <meta charset="utf-8">
-            <title>\(Self.escape(w.title)) \(Self.escape(label))</title>
+            <title>\(Self.escape(w.title)) \(Self.escape(ReportWords.period(label, language: language)))</title>
             <style>
             body { font-family: "DejaVu Sans", "Noto Sans", Arial, sans-serif; margin: 2em; color: #1a1a1a; }
             h1 { font-size: 1.6em; margin-bottom: 0.2em; }
@@ -67,6 +65,8 @@ extension Report {
             th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; }
             th { background: #eef2f7; }
             td.n { text-align: right; font-variant-numeric: tabular-nums; }
+            td.unit { min-width: 9em; }
+            td.reasons { font-size: 0.92em; min-width: 17em; }
             tr.total td { font-weight: bold; background: #f6f6f6; }
             svg text { font-family: inherit; font-size: 13px; }
             .generated { color: #666; font-size: 0.85em; }
@@ -132,7 +132,7 @@ extension Report {
         svg += "<polyline fill=\"none\" stroke=\"#1565c0\" stroke-width=\"2.5\" points=\"\(unitsLine.joined(separator: " "))\"/>\n"
         svg += "<polyline fill=\"none\" stroke=\"#ef6c00\" stroke-width=\"2.5\" points=\"\(mailLine.joined(separator: " "))\"/>\n"
         for (index, period) in periods.enumerated() {
-            svg += "<text x=\"\(String(format: "%.1f", x(index)))\" y=\"\(Int(height - bottom + 18))\" text-anchor=\"middle\">\(Self.escape(period.label))</text>\n"
+            svg += "<text x=\"\(String(format: "%.1f", x(index)))\" y=\"\(Int(height - bottom + 18))\" text-anchor=\"middle\">\(Self.escape(ReportWords.shortMonth(period.label)))</text>\n"
         }
         let legend = Int(height + 14)
         svg += "<rect x=\"\(Int(left))\" y=\"\(legend - 10)\" width=\"14\" height=\"4\" fill=\"#1565c0\"/><text x=\"\(Int(left + 20))\" y=\"\(legend)\">\(Self.escape(w.signingUnits))</text>\n"
@@ -141,22 +141,28 @@ extension Report {
         return svg + "</svg>\n"
     }
 
-    func table(_ period: Period, words w: Words, heading: Bool) -> String {
-        var out = heading ? "<h2>\(Self.escape(period.label))</h2>\n" : ""
+    func table(_ period: Period, words w: Words, language: ReportLanguage, heading: Bool) -> String {
+        var out = heading ? "<h2>\(Self.escape(Self.capitalized(ReportWords.period(period.label, language: language))))</h2>\n" : ""
         out += "<table>\n<tr>" + [w.unit, w.outgoing, w.gateway, w.sender, w.unsigned, w.share, w.incoming, w.pass, w.fail, w.other, w.reasons]
             .map { "<th>\(Self.escape($0))</th>" }.joined() + "</tr>\n"
         func row(_ name: String, _ figures: Figures, total: Bool) -> String {
             let cells = Self.numbers(figures).enumerated().map { index, value in
                 index == 4 ? (figures.share.map(Self.percent) ?? "–") : value
             }
-            let reasons = figures.commonestReasons.prefix(3).map { "\($0.reason) (\($0.count))" }.joined(separator: ", ")
-            return "<tr\(total ? " class=\"total\"" : "")><td>\(Self.escape(name))</td>" + cells.map { "<td class=\"n\">\($0)</td>" }.joined()
-                + "<td>\(Self.escape(reasons))</td></tr>\n"
+            // One reason a line: the words are long, and office staff read them down the column.
+            let reasons = figures.commonestReasons.prefix(3).map {
+                Self.escape("\(ReportWords.reason($0.reason, language: language)) (\($0.count))")
+            }.joined(separator: "<br>")
+            return "<tr\(total ? " class=\"total\"" : "")><td class=\"unit\">\(Self.escape(name))</td>"
+                + cells.map { "<td class=\"n\">\($0)</td>" }.joined() + "<td class=\"reasons\">\(reasons)</td></tr>\n"
         }
         for unit in units { out += row(unit, period.units[unit] ?? Figures(), total: false) }
         out += row(w.total, period.total, total: true)
         return out + "</table>\n"
     }
+
+    /// A heading's first letter in capitals: `Tháng 11/2026`.
+    static func capitalized(_ text: String) -> String { text.prefix(1).uppercased() + text.dropFirst() }
 
     static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// The report as text for a terminal, CSV for spreadsheets, or one self-contained HTML page.
 public enum ReportFormat: String, Sendable, CaseIterable {
@@ -10,13 +10,16 @@ public enum ReportLanguage: String, Sendable, CaseIterable {
 }
 
 extension Report {
-    /// The report in `format`; HTML in `language` (text and CSV keep English column names, which
-    /// scripts rely on).
-    public func rendered(_ format: ReportFormat, language: ReportLanguage = .vi) -> String {
+    /// The report in `format`: HTML in `language`, stamped with `time` in `timeZone` (the
+    /// server's); the text report's reasons in `language` (its column names stay English, and
+    /// CSV keeps codes: scripts rely on both).
+    public func rendered(
+        _ format: ReportFormat, language: ReportLanguage, generatedAt time: Date, timeZone: TimeZone
+    ) -> String {
         switch format {
-        case .text: text()
+        case .text: text(language: language)
         case .csv: csv()
-        case .html: html(language: language)
+        case .html: html(language: language, generatedAt: time, timeZone: timeZone)
         }
     }
 
@@ -66,7 +69,7 @@ extension Report {
 
     /// Aligned columns; widths counted in characters as a terminal shows them (a Vietnamese
     /// letter with its marks is one).
-    func text() -> String {
+    func text(language: ReportLanguage) -> String {
         var out = indicatorSentence + "\n"
         let header = ["unit", "outgoing", "gateway", "sender", "unsigned", "share", "incoming", "pass", "fail", "other"]
         for period in periods {
@@ -83,9 +86,11 @@ extension Report {
             }
             let reasons = units.compactMap { unit -> String? in
                 let common = (period.units[unit] ?? Figures()).commonestReasons.prefix(3)
-                return common.isEmpty ? nil : "  \(unit): " + common.map { "\($0.reason) \($0.count)" }.joined(separator: ", ")
+                let words = common.map { "\(ReportWords.reason($0.reason, language: language)) \($0.count)" }
+                return common.isEmpty ? nil : "  \(unit): " + words.joined(separator: "; ")
             }
-            if !reasons.isEmpty { out += "unsigned, commonest reasons:\n" + reasons.joined(separator: "\n") + "\n" }
+            let heading = language == .vi ? "không ký, lý do thường gặp:" : "unsigned, commonest reasons:"
+            if !reasons.isEmpty { out += heading + "\n" + reasons.joined(separator: "\n") + "\n" }
         }
         return out
     }

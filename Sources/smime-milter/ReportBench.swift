@@ -41,11 +41,11 @@ struct ReportBench: ParsableCommand {
         var html = ""
         let year = try median(rounds: rounds) {
             let report = Report(counts: try reader.counts(from: range.from, to: range.to, byMonth: false), range: range, byMonth: false, units: table)
-            html = report.rendered(.csv)
+            html = report.rendered(.csv, language: .vi, generatedAt: Date(), timeZone: .current)
         }
         let byMonth = try median(rounds: rounds) {
             let report = Report(counts: try reader.counts(from: range.from, to: range.to, byMonth: true), range: range, byMonth: true, units: table)
-            html = report.rendered(.html)
+            html = report.rendered(.html, language: .vi, generatedAt: Date(), timeZone: .current)
         }
         print(row("measurement", "seconds"))
         print(row("baseline: read every row once", String(format: "%.3f", scan)))

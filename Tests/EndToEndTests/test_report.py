@@ -96,7 +96,9 @@ def test_report_counts_units_across_a_restart_and_internal_recipients_see_the_he
                                   "target 50%: met")
     text = report(daemon, "--unit-share", "0.9", "--target", "0.6")
     assert text.returncode == 0 and text.stdout.splitlines()[0].endswith("target 60%: not met"), text.stdout
-    assert "Sở Tư pháp: no-signer 1" in text.stdout
+    assert "Sở Tư pháp: chưa có chứng thư số cho địa chỉ gửi 1" in text.stdout
+    english = report(daemon, "--lang", "en")
+    assert "Sở Tư pháp: no certificate for the sender's address 1" in english.stdout, english.stdout
 
 
 def test_bad_report_input_is_refused_clearly_and_writes_no_partial_file(pki, tmp_path):

@@ -47,6 +47,8 @@ import Token
             LocalDomains      Dienbien.gov.vn, .dienbien.gov.vn
             EventDatabase     none
             EventRetention    30
+            ReportMailTo      vanphong.ubnd@dienbien.gov.vn, lanhdao@stttt.dienbien.gov.vn
+            ReportMailFrom    baocao@stttt.dienbien.gov.vn
             """
         let configuration = try Configuration.parse(text, file: "test.conf")
         #expect(configuration.socket == .inet(port: 8893, host: "127.0.0.1"))
@@ -78,6 +80,8 @@ import Token
         #expect(configuration.units == "/etc/smime-milter/units")
         #expect(configuration.localDomains == ["dienbien.gov.vn", ".dienbien.gov.vn"])
         #expect(configuration.eventDatabasePath == nil && configuration.eventRetention == 30)
+        #expect(configuration.reportMailTo == ["vanphong.ubnd@dienbien.gov.vn", "lanhdao@stttt.dienbien.gov.vn"])
+        #expect(configuration.reportMailFrom == "baocao@stttt.dienbien.gov.vn")
         #expect(Configuration().eventDatabasePath == "/var/lib/smime-milter/events.sqlite")
         #expect(configuration.internalHostList.contains("10.20.255.1") && !configuration.internalHostList.contains("10.21.0.1"))
         // The test lists every key the table has.
@@ -102,6 +106,8 @@ import Token
         ("InternalHosts 10.0.0.0/33", 1, "has a bad prefix length", "/0 to /32"),
         ("InternalHosts /nonexistent/internal-hosts", 1, "cannot read the internal hosts file", "check the path"),
         ("OnUnauthorizedSigner tempfail", 1, "is not allowed", "accept (send unsigned) or reject"),
+        ("ReportMailTo Văn phòng <vanphong.ubnd@dienbien.gov.vn>", 1, "is not a mail address", "local@domain"),
+        ("ReportMailFrom baocao", 1, "ReportMailFrom 'baocao' is not a mail address", "local@domain"),
     ])
     func errorsNameFileLineAndFix(text: String, line: Int, message: String, hint: String) {
         #expect {

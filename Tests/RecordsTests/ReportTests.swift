@@ -42,6 +42,9 @@ import Testing
     }
 
     static let stttt = "Sở Thông tin và Truyền thông"
+    static let vietnam = TimeZone(identifier: "Asia/Ho_Chi_Minh")!
+    /// 2026-12-01 09:30 in Việt Nam (02:30 UTC).
+    static let stamp = Date(timeIntervalSince1970: 1_796_092_200)
     static let tuPhap = "Sở Tư pháp"
     static let muongNhe = "Ủy ban nhân dân huyện Mường Nhé"
 
@@ -71,7 +74,7 @@ import Testing
     }
 
     @Test func csvHasTheExactRowsAndAByteOrderMark() throws {
-        let csv = try report([november()], range: .month("2026-11")).rendered(.csv)
+        let csv = try report([november()], range: .month("2026-11")).rendered(.csv, language: .vi, generatedAt: Self.stamp, timeZone: Self.vietnam)
         #expect(csv.hasPrefix("\u{FEFF}period,unit,outgoing,signed_by_gateway,signed_by_sender,unsigned,signed_share,incoming,incoming_pass,incoming_fail,incoming_other\r\n"))
         let rows = csv.split(separator: "\r\n").dropFirst().map(String.init)
         #expect(rows == [
@@ -103,21 +106,21 @@ import Testing
         #expect(report.periods[1].units[Self.muongNhe]?.signedByGateway == 1)
         #expect(report.periods[1].units[Self.stttt]?.unsignedReasons == ["bounce": 1])
         #expect(report.overall[Self.muongNhe]?.share == 1)
-        let csv = report.rendered(.csv)
+        let csv = report.rendered(.csv, language: .vi, generatedAt: Self.stamp, timeZone: Self.vietnam)
         #expect(csv.contains("\r\n2026-12,total,2,1,0,1,0.500,0,0,0,0\r\n"))
     }
 
     @Test func textColumnsLineUpWithVietnameseNames() throws {
-        let text = try report([november()], range: .month("2026-11")).rendered(.text)
+        let text = try report([november()], range: .month("2026-11")).rendered(.text, language: .en, generatedAt: Self.stamp, timeZone: Self.vietnam)
         let rows = text.split(separator: "\n").filter { $0.hasPrefix("Sở") || $0.hasPrefix("Ủy") || $0.hasPrefix("total") }
         #expect(rows.count == 4)
         // Right-aligned columns: every row as long as the others, counted in characters.
         #expect(Set(rows.map(\.count)).count == 1, "\(text)")
-        #expect(text.contains("unsigned, commonest reasons:\n  Sở Tư pháp: no-signer 1"))
+        #expect(text.contains("unsigned, commonest reasons:\n  Sở Tư pháp: no certificate for the sender's address 1"))
     }
 
     @Test func htmlIsOnePageInVietnameseWithTheIndicatorFirst() throws {
-        let html = try report([november()], range: .month("2026-11")).rendered(.html)
+        let html = try report([november()], range: .month("2026-11")).rendered(.html, language: .vi, generatedAt: Self.stamp, timeZone: Self.vietnam)
         #expect(html.contains("<html lang=\"vi\">"))
         #expect(!html.contains("<script") && !html.contains("<link") && !html.contains("http://") && !html.contains("https://")
             || html.contains("xmlns=\"http://www.w3.org/2000/svg\""))
@@ -126,7 +129,7 @@ import Testing
         let firstTable = try #require(html.range(of: "<table>"))
         #expect(indicator.lowerBound < firstTable.lowerBound)
         #expect(html.contains("Ủy ban nhân dân huyện Mường Nhé") && html.contains("Đạt") && html.contains("<svg"))
-        let english = try report([november()], range: .month("2026-11")).rendered(.html, language: .en)
+        let english = try report([november()], range: .month("2026-11")).rendered(.html, language: .en, generatedAt: Self.stamp, timeZone: Self.vietnam)
         #expect(english.contains("<html lang=\"en\">") && english.contains("Share signed"))
     }
 
