@@ -223,7 +223,9 @@ import Token
         let entry = try #require(table.lookup("stttt@dienbien.gov.vn"))
         let signer = try SignerLoader.signer(for: entry, configuration: configuration)
         let message = Array("From: stttt@dienbien.gov.vn\r\nSubject: x\r\n\r\nHello\r\n".utf8)
-        let signed = try Signing.sign(message: message, signer: signer)
+        let signed = try Signing.sign(
+            message: message, signer: signer, digest: configuration.digestAlgorithm,
+            signingTimeSkew: TimeInterval(configuration.signingTimeSkew))
         let result = try IndependentTools.shared.opensslVerify(message: signed)
         #expect(result.ok, "\(result.output)")
     }
