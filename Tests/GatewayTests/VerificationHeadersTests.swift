@@ -72,7 +72,7 @@ import Testing
             .revoked(subject: "CN=A", since: day, byOCSP: true), .revocationUnknown("x"), .untrusted("x"),
             .outsideValidity(expired: true, detail: "x"), .certificateNotAcceptable("x"), .keyUsage, .extendedKeyUsage,
             .signedOutsideValidity(day), .signingTimeSkew(minutes: 120, allowed: 60),
-            .addressMismatch(certificate: [], from: "a@b.vn"), .noAuthor, .notes("x"),
+            .addressMismatch(certificate: [], from: "a@b.vn"), .noAuthor, .notes("x"), .sha1Signature,
         ]
         for reason in reasons {
             #expect(reason.vietnamese != reason.english && !reason.vietnamese.isEmpty, "\(reason)")
