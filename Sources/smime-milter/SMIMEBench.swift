@@ -35,7 +35,10 @@ struct SMIMEBench: ParsableCommand {
         // The key table's defaults, as a configuration that sets none of these would have.
         let defaults = Configuration()
         let verifier = Verifier(
-            trust: try TrustStore(anchors: [trust]), signingTimeSkew: TimeInterval(defaults.signingTimeSkew),
+            trust: try TrustStore(
+                anchors: [trust], revocation: .none, fetchTimeout: defaults.crlFetchTimeout,
+                gracePeriod: TimeInterval(defaults.crlGracePeriod)),
+            signingTimeSkew: TimeInterval(defaults.signingTimeSkew),
             allowSHA1Signatures: defaults.allowSHA1Signatures)
         let skew = TimeInterval(defaults.signingTimeSkew)
         let raw = try tokenKey.measureRawSigning(seconds: seconds, data: [UInt8](repeating: 0x31, count: 200))

@@ -173,7 +173,7 @@ struct VerifyCommand: ParsableCommand {
                 verifier = Verifier(
                     trust: try TrustStore(
                         anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check,
-                        fetchTimeout: fetchTimeout),
+                        fetchTimeout: fetchTimeout, gracePeriod: TimeInterval(configuration.crlGracePeriod)),
                     signingTimeSkew: TimeInterval(configuration.signingTimeSkew),
                     allowSHA1Signatures: configuration.allowSHA1Signatures)
             }
