@@ -47,6 +47,8 @@ import Token
             LocalDomains      Dienbien.gov.vn, .dienbien.gov.vn
             EventDatabase     none
             EventRetention    30
+            OnMalformed       accept
+            AllowSHA1Signatures yes
             """
         let configuration = try Configuration.parse(text, file: "test.conf")
         #expect(configuration.socket == .inet(port: 8893, host: "127.0.0.1"))
@@ -72,6 +74,8 @@ import Token
         #expect(configuration.logLevel == "debug")
         #expect(!configuration.syslog)
         #expect(configuration.onUnauthorizedSigner == .accept)
+        #expect(configuration.onMalformed == .accept && configuration.allowSHA1Signatures)
+        #expect(Configuration().onMalformed == .reject && !Configuration().allowSHA1Signatures)
         #expect(configuration.stateDirectory == "/var/lib/smime-milter-test")
         #expect(configuration.spoolThreshold == 1 << 20)
         #expect(configuration.spoolDirectory == "/var/tmp")
