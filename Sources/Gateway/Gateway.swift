@@ -265,9 +265,12 @@ public final class Gateway: Sendable {
 
         let label = Gateway.signerLabel(entry)
         do {
+            // Prepared before the token is asked: malformed mail gets its answer even while the
+            // token is out, and costs no token time.
+            let prepared = try SigningPreparation(headers: headers, body: body)
             let signer = try boundedSigner(for: entry)
             let result = try Signing.sign(
-                headers: headers, body: body, signer: signer, digest: configuration.digestAlgorithm,
+                prepared: prepared, headers: headers, signer: signer, digest: configuration.digestAlgorithm,
                 signingTimeSkew: TimeInterval(configuration.signingTimeSkew))
             if result.signingTime == nil {
                 let minutes = Verification.date(of: headers).map { Int(abs($0.timeIntervalSinceNow) / 60) } ?? 0

@@ -24,7 +24,17 @@ public enum Signing {
         headers: [HeaderField], body: [UInt8], signer: any Signer, digest: DigestAlgorithm, signingTimeSkew: TimeInterval,
         limits: MIMELimits = .default, now: Date = Date()
     ) throws -> Result {
-        let prepared = try SigningPreparation(headers: headers, body: body, limits: limits)
+        try sign(
+            prepared: SigningPreparation(headers: headers, body: body, limits: limits), headers: headers, signer: signer,
+            digest: digest, signingTimeSkew: signingTimeSkew, now: now)
+    }
+
+    /// The same for a message already prepared (the milter prepares it before it asks the
+    /// token for anything: malformed mail gets its answer whether or not the token is there).
+    public static func sign(
+        prepared: SigningPreparation, headers: [HeaderField], signer: any Signer, digest: DigestAlgorithm,
+        signingTimeSkew: TimeInterval, now: Date = Date()
+    ) throws -> Result {
         let signingTime = signingTime(for: headers, now: now, skew: signingTimeSkew)
         let signature = try CMSSigning.sign(content: prepared.inner, signer: signer, digest: digest, signingTime: signingTime)
         let signed = MultipartSigned(inner: prepared.inner, signatureDER: signature, micalg: digest.rawValue)

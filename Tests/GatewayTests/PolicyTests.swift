@@ -78,6 +78,16 @@ import Testing
         #expect(decision.reply.disposition == .tempfail && decision.reply.code == "451")
     }
 
+    @Test func malformedMailForAMissingTokenIsRejectedNotDeferred() throws {
+        let (nested, body) = Self.nested(depth: 40)
+        let headers = nested.map {
+            $0.hasName("From") ? HeaderField(name: "From", value: " chanh@absent.dienbien.gov.vn") : $0
+        }
+        let decision = try Self.gateway().decide(
+            envelope: Envelope(clientAddress: "127.0.0.1", sender: "chanh@absent.dienbien.gov.vn"), headers: headers, body: body)
+        #expect(decision.reply.code == "554" && decision.reply.enhancedCode == "5.6.0")
+    }
+
     @Test func onMalformedTakesAcceptOrRejectOnly() throws {
         #expect(throws: ConfigurationError.self) { try Self.gateway("OnMalformed tempfail\n") }
         #expect(try Self.gateway().configuration.onMalformed == .reject)
