@@ -274,8 +274,9 @@ public final class Gateway: Sendable {
                 signingTimeSkew: TimeInterval(configuration.signingTimeSkew))
             if result.signingTime == nil {
                 let minutes = Verification.date(of: headers).map { Int(abs($0.timeIntervalSinceNow) / 60) } ?? 0
+                let allowed = configuration.signingTimeSkew / 60
                 logger.info(
-                    "signed without signingTime: the Date header is \(minutes) minutes from now, more than SigningTimeSkew (\(configuration.signingTimeSkew / 60) minutes)",
+                    "signed without signingTime: the Date header is \(minutes) minutes from now, more than SigningTimeSkew (\(allowed) minutes)",
                     metadata: ["milter.queue_id": "\(envelope.queueID ?? "NOQUEUE")"])
             }
             var record = event

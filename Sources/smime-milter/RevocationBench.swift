@@ -41,7 +41,8 @@ struct RevocationBench: ParsableCommand {
             trust: try TrustStore(
                 anchors: [trust], crlDirectory: crlDirectory, revocation: check, fetchTimeout: fetchTimeout,
                 gracePeriod: TimeInterval(Configuration().crlGracePeriod)),
-            signingTimeSkew: TimeInterval(Configuration().signingTimeSkew), allowSHA1Signatures: Configuration().allowSHA1Signatures)
+            signingTimeSkew: TimeInterval(Configuration().signingTimeSkew),
+            allowSHA1Signatures: Configuration().allowSHA1Signatures)
         let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: message)))
         var results: [String: Int] = [:]
         func once() throws {

@@ -106,7 +106,8 @@ struct SignCommand: ParsableCommand {
             let skew = TimeInterval(configuration.signingTimeSkew)
             if Signing.signingTime(for: try Message(bytes: message).root.headers, now: now, skew: skew) == nil {
                 printError(
-                    "smime-milter sign: signed without signingTime: the Date header is more than SigningTimeSkew (\(configuration.signingTimeSkew / 60) minutes) from now")
+                    "smime-milter sign: signed without signingTime: the Date header is more than SigningTimeSkew "
+                        + "(\(configuration.signingTimeSkew / 60) minutes) from now")
             }
             let signed = try Signing.sign(
                 message: message, signer: signer, digest: digestAlgorithm, signingTimeSkew: skew, now: now)
