@@ -55,6 +55,8 @@ public struct Configuration: Sendable {
     public var onBadSignature = FailureAction.accept
     public var onInternalError = FailureAction.tempfail
     public var onUnauthorizedSigner = FailureAction.reject
+    public var onMalformed = FailureAction.reject
+    public var allowSHA1Signatures = false
     public var signBounces = false
     public var maximumSignSize = 50 << 20
     public var addReadableHeader = true
@@ -160,7 +162,7 @@ public struct Configuration: Sendable {
             $0.crlGracePeriod = try integer($1, in: 0...(30 * 86400))
         },
         Key(name: "SigningTimeSkew", type: "seconds", defaultValue: "3600", required: false,
-            description: "a signing time further than this from the Date header is policy (Thunderbird's rule)") {
+            description: "a signing time further than this from the Date header is policy (Thunderbird's rule); mail signed further than this from its Date is signed without a signing time") {
             $0.signingTimeSkew = try integer($1, in: 60...(366 * 86400))
         },
         Key(name: "DigestAlgorithm", type: "sha-256, sha-384 or sha-512", defaultValue: "sha-256", required: false,
@@ -183,6 +185,18 @@ public struct Configuration: Sendable {
                 throw Problem("OnUnauthorizedSigner '\($1)' is not allowed", "use accept (send unsigned) or reject")
             }
             $0.onUnauthorizedSigner = value
+        },
+        Key(name: "OnMalformed", type: "accept or reject", defaultValue: "reject", required: false,
+            description: "when mail to be signed is malformed (nested too deep, too many parts): a retry cannot help") {
+            let value = try action($1)
+            guard value == .accept || value == .reject else {
+                throw Problem("OnMalformed '\($1)' is not allowed", "use reject (554 5.6.0) or accept (delivered unsigned)")
+            }
+            $0.onMalformed = value
+        },
+        Key(name: "AllowSHA1Signatures", type: "boolean", defaultValue: "no", required: false,
+            description: "let message signatures made with SHA-1 pass (CA certificates signed with SHA-1 are accepted either way)") {
+            $0.allowSHA1Signatures = try boolean($1)
         },
         Key(name: "SignBounces", type: "boolean", defaultValue: "no", required: false,
             description: "sign mail with a null envelope sender") { $0.signBounces = try boolean($1) },

@@ -98,9 +98,13 @@ public enum ConfigurationCheck {
                 let signer = try SignerLoader.signer(for: entry, configuration: configuration)
                 let certificate = try Certificate(der: signer.certificate)
                 let content = Array("Content-Type: text/plain\r\n\r\nsmime-milter check-config\r\n".utf8)
-                let cms = try CMSSigning.sign(content: content, signer: signer, digest: configuration.digestAlgorithm)
+                let cms = try CMSSigning.sign(
+                    content: content, signer: signer, digest: configuration.digestAlgorithm, signingTime: Date())
                 if let trust {
-                    let verdict = Verifier(trust: trust).verify(cms: cms, detachedContent: content, from: nil)
+                    let verifier = Verifier(
+                        trust: trust, signingTimeSkew: TimeInterval(configuration.signingTimeSkew),
+                        allowSHA1Signatures: configuration.allowSHA1Signatures)
+                    let verdict = verifier.verify(cms: cms, detachedContent: content, from: nil)
                     switch verdict.result {
                     case .pass:
                         ok("\(name): signs as \(certificate.commonName ?? certificate.subject) <\(certificate.emailAddresses.joined(separator: ", "))>, chain verifies")

@@ -265,9 +265,20 @@ public final class Gateway: Sendable {
 
         let label = Gateway.signerLabel(entry)
         do {
+            // Prepared before the token is asked: malformed mail gets its answer even while the
+            // token is out, and costs no token time.
+            let prepared = try SigningPreparation(headers: headers, body: body)
             let signer = try boundedSigner(for: entry)
             let result = try Signing.sign(
-                headers: headers, body: body, signer: signer, digest: configuration.digestAlgorithm)
+                prepared: prepared, headers: headers, signer: signer, digest: configuration.digestAlgorithm,
+                signingTimeSkew: TimeInterval(configuration.signingTimeSkew))
+            if result.signingTime == nil {
+                let minutes = Verification.date(of: headers).map { Int(abs($0.timeIntervalSinceNow) / 60) } ?? 0
+                let allowed = configuration.signingTimeSkew / 60
+                logger.info(
+                    "signed without signingTime: the Date header is \(minutes) minutes from now, more than SigningTimeSkew (\(allowed) minutes)",
+                    metadata: ["milter.queue_id": "\(envelope.queueID ?? "NOQUEUE")"])
+            }
             var record = event
             record.outcome = .signed
             var actions = result.headerEdits.map(MilterAction.header)
@@ -288,9 +299,11 @@ public final class Gateway: Sendable {
                 "token", "\(label): \(error)",
                 .failure(configuration.onSignFailure, enhancedSubject: "7.0", text: "signing token unavailable, try again later"))
         } catch let error as MIMEError {
-            return fail(
-                "malformed", "the message cannot be prepared for signing: \(error)",
-                .failure(configuration.onSignFailure, enhancedSubject: "6.0", text: "message is malformed and cannot be signed"))
+            // Permanent: the same message fails the same way on every retry (`OnMalformed`).
+            let reply: MilterAction.Reply =
+                configuration.onMalformed == .accept
+                ? .accept : MilterAction.Reply(.reject, code: "554", enhancedCode: "5.6.0", text: Gateway.malformedText(error))
+            return fail("malformed", "the message cannot be prepared for signing: \(error)", reply)
         } catch {
             return fail(
                 "signing", "\(label): \(error)",
@@ -311,7 +324,7 @@ public final class Gateway: Sendable {
             line: entry.line, author: author.lowercased(),
             dateWithinSkew: date.map { abs($0.timeIntervalSince(now)) <= Double(configuration.signingTimeSkew) } ?? true)
         if var cached = ownVerdicts.withLock({ $0[key] }), cached.until > now {
-            cached.verdict.signingTime = now
+            cached.verdict.signingTime = signed.signingTime
             return cached.verdict
         }
         let verdict = Verification.verify(
@@ -409,6 +422,19 @@ public final class Gateway: Sendable {
         }
     }
 
+    /// What the sender of mail that cannot be prepared for signing is told (plain ASCII: it
+    /// travels in the SMTP reply).
+    static func malformedText(_ error: MIMEError) -> String {
+        let what =
+            switch error.kind {
+            case .tooDeep: "its parts are nested too deeply (messages forwarded inside one another)"
+            case .tooManyParts: "it has too many attachments and parts"
+            case .headerTooLarge, .tooManyHeaders: "its header is too large"
+            case .malformed: "its MIME structure is broken"
+            }
+        return "message cannot be signed because \(what); send it again in a simpler form"
+    }
+
     /// The key of a signing-table entry without its query (which may hold a PIN) and its line.
     static func signerLabel(_ entry: SigningTable.Entry) -> String {
         let key = entry.key.prefix(while: { $0 != "?" })
@@ -467,13 +493,11 @@ public final class Gateway: Sendable {
     /// Forged copies of our headers removed, then `Authentication-Results` and the readable
     /// header inserted at the top (readable first, so that Authentication-Results ends up above it).
     func verificationHeaders(_ verdict: Verdict, headers: [HeaderField]) -> [MilterAction] {
-        var actions = VerificationHeaders.removals(in: headers, authservID: configuration.authservID).map(MilterAction.header)
-        if configuration.addReadableHeader {
-            actions.append(.header(.insert(index: 0, name: VerificationHeaders.readableName, value: VerificationHeaders.readable(verdict, language: configuration.headerLanguage))))
+        let removals = VerificationHeaders.removals(in: headers, authservID: configuration.authservID).map(MilterAction.header)
+        // Each inserted at the top: the last one inserted ends up first.
+        let inserts = VerificationHeaders.fields(verdict, configuration: configuration).reversed().map {
+            MilterAction.header(.insert(index: 0, name: $0.name, value: $0.value))
         }
-        actions.append(
-            .header(.insert(index: 0, name: "Authentication-Results",
-                            value: VerificationHeaders.authenticationResults(verdict, authservID: configuration.authservID))))
-        return actions
+        return removals + inserts
     }
 }

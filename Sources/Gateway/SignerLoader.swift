@@ -47,7 +47,9 @@ public enum SignerLoader {
 
     /// The verifier a configuration describes.
     public static func verifier(_ configuration: Configuration) throws -> Verifier {
-        Verifier(trust: try trustStore(configuration), signingTimeSkew: Double(configuration.signingTimeSkew))
+        Verifier(
+            trust: try trustStore(configuration), signingTimeSkew: Double(configuration.signingTimeSkew),
+            allowSHA1Signatures: configuration.allowSHA1Signatures)
     }
 
     /// The trust store a configuration describes.

@@ -8,6 +8,17 @@ public enum VerificationHeaders {
     /// The name of the readable header.
     public static let readableName = "X-SMIME-Verification"
 
+    /// The fields verification adds, in the order they end up at the top of the message
+    /// (`Authentication-Results` first), shaped by the configuration (`AuthservID`,
+    /// `AddReadableHeader`, `HeaderLanguage`). The milter and `smime-milter verify` both write these.
+    public static func fields(_ verdict: Verdict, configuration: Configuration) -> [(name: String, value: String)] {
+        var fields = [(name: "Authentication-Results", value: authenticationResults(verdict, authservID: configuration.authservID))]
+        if configuration.addReadableHeader {
+            fields.append((name: readableName, value: readable(verdict, language: configuration.headerLanguage)))
+        }
+        return fields
+    }
+
     /// The `Authentication-Results` value, 7-bit: non-ASCII in the issuer is escaped as in
     /// RFC 4514 (`\C6\A1`).
     public static func authenticationResults(_ verdict: Verdict, authservID: String) -> String {
@@ -27,12 +38,12 @@ public enum VerificationHeaders {
 
     /// The readable header: result, reason, signer, organisation, address, issuer, serial and
     /// signing time, in one line of text in `language`, RFC 2047-encoded when it holds non-ASCII.
-    public static func readable(_ verdict: Verdict, language: VerdictReason.Language = .en) -> String {
+    public static func readable(_ verdict: Verdict, language: VerdictReason.Language) -> String {
         EncodedWord.encodeWords(readableText(verdict, language: language))
     }
 
     /// The same, unencoded (what a mail client shows after decoding).
-    public static func readableText(_ verdict: Verdict, language: VerdictReason.Language = .en) -> String {
+    public static func readableText(_ verdict: Verdict, language: VerdictReason.Language) -> String {
         let words = Words.of(language)
         var parts: [String] = [words.result(verdict.result)]
         if verdict.result != .pass {

@@ -11,8 +11,10 @@ public enum CMSSigning {
     /// smimeCapabilities and ESS signingCertificateV2 (`CMS_CADES`); contentType, signingTime and
     /// messageDigest are added here; the DER of the signed attributes (a SET OF, sorted as DER
     /// requires) is signed by `signer`, and the result stored as the SignerInfo's signature.
+    /// `signingTime` nil leaves the signingTime attribute out (RFC 5652 section 11.3 makes it
+    /// optional): mail signed long after its Date would otherwise show as not valid.
     public static func sign(
-        content: [UInt8], signer: any Signer, digest: DigestAlgorithm = .sha256, signingTime: Date = Date()
+        content: [UInt8], signer: any Signer, digest: DigestAlgorithm, signingTime: Date?
     ) throws -> [UInt8] {
         let certificate = try ParsedCertificates.shared.handle(signer.certificate)
         defer { withExtendedLifetime(certificate) {} }
@@ -37,13 +39,15 @@ public enum CMSSigning {
         // MARK: the three attributes OpenSSL adds only in CMS_final, which needs the private key
         guard CMS_signed_add1_attr_by_NID(signerInfo, NID_pkcs9_contentType, V_ASN1_OBJECT, UnsafeRawPointer(OBJ_nid2obj(NID_pkcs7_data)), -1) == 1
         else { throw SMIMEError.drain("adding contentType") }
-        guard let time = ASN1_TIME_set(nil, time_t(signingTime.timeIntervalSince1970)) else {
-            throw SMIMEError.drain("encoding signingTime")
-        }
-        defer { ASN1_TIME_free(time) }
-        // RFC 5652 section 11.3: UTCTime until 2049, which ASN1_TIME_set chooses.
-        guard CMS_signed_add1_attr_by_NID(signerInfo, NID_pkcs9_signingTime, time.pointee.type, time, -1) == 1 else {
-            throw SMIMEError.drain("adding signingTime")
+        if let signingTime {
+            guard let time = ASN1_TIME_set(nil, time_t(signingTime.timeIntervalSince1970)) else {
+                throw SMIMEError.drain("encoding signingTime")
+            }
+            defer { ASN1_TIME_free(time) }
+            // RFC 5652 section 11.3: UTCTime until 2049, which ASN1_TIME_set chooses.
+            guard CMS_signed_add1_attr_by_NID(signerInfo, NID_pkcs9_signingTime, time.pointee.type, time, -1) == 1 else {
+                throw SMIMEError.drain("adding signingTime")
+            }
         }
         let messageDigest = try Digest.compute(digest, content)
         guard

@@ -48,8 +48,8 @@ public final class TrustStore: @unchecked Sendable {
     ///   - retryAfter: the first back-off after a failed download (it doubles, up to 15 minutes).
     public init(
         anchors anchorPaths: [String], intermediates intermediatePaths: [String] = [], crlDirectory: String? = nil,
-        revocation: RevocationCheck = .none, fetchTimeout: Int = 5, cacheDirectory: String? = nil,
-        gracePeriod: TimeInterval = 86400, maximumDownload: Int = 64 << 20, retryAfter: TimeInterval = 30,
+        revocation: RevocationCheck, fetchTimeout: Int, cacheDirectory: String? = nil,
+        gracePeriod: TimeInterval, maximumDownload: Int = 64 << 20, retryAfter: TimeInterval = 30,
         logger: Logger = Logger(label: "smime-milter.trust")
     ) throws {
         guard let store = X509_STORE_new() else { throw SMIMEError.drain("X509_STORE_new") }

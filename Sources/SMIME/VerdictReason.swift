@@ -25,6 +25,9 @@ public enum VerdictReason: Sendable, Equatable, Codable {
     case extendedKeyUsage
     case signedOutsideValidity(Date)
     case signingTimeSkew(minutes: Int, allowed: Int)
+    /// The message signature was made with SHA-1 (its digest or its signature algorithm) and
+    /// `AllowSHA1Signatures` is no.
+    case sha1Signature
     case addressMismatch(certificate: [String], from: String)
     case noAuthor
     /// What a pass did not check, or checked against stale data.
@@ -66,6 +69,7 @@ public enum VerdictReason: Sendable, Equatable, Codable {
         case .signedOutsideValidity(let time): "signed at \(time) outside the certificate's validity"
         case .signingTimeSkew(let minutes, let allowed):
             "the signing time is \(minutes) minutes from the message's Date header (more than \(allowed) allowed)"
+        case .sha1Signature: "SHA-1 is no longer accepted for signatures"
         case .addressMismatch(let certificate, let from):
             "the signer's address (\(certificate.isEmpty ? "none" : certificate.joined(separator: ", "))) is not the From address \(from)"
         case .noAuthor: "the message has no From address (or several and no Sender) to compare with the signer's"
@@ -102,6 +106,7 @@ public enum VerdictReason: Sendable, Equatable, Codable {
             "thời điểm ký (\(Self.vietnameseDay(time))) nằm ngoài thời hạn của chứng thư số"
         case .signingTimeSkew(let minutes, let allowed):
             "thời điểm ký lệch \(minutes) phút so với ngày gửi ghi trên thư (chỉ cho phép \(allowed) phút)"
+        case .sha1Signature: "chữ ký số dùng thuật toán SHA-1, không còn được chấp nhận"
         case .addressMismatch(let certificate, let from):
             "địa chỉ thư trong chứng thư số (\(certificate.isEmpty ? "không có" : certificate.joined(separator: ", "))) "
                 + "không phải địa chỉ người gửi \(from)"

@@ -10,16 +10,20 @@ public struct Verifier: Sendable {
     public let trust: TrustStore
     /// How far the signing time may be from the message's Date header (Thunderbird allows an hour).
     public let signingTimeSkew: TimeInterval
+    /// Whether a message signature made with SHA-1 may pass (`AllowSHA1Signatures`).
+    public let allowSHA1Signatures: Bool
 
-    public init(trust: TrustStore, signingTimeSkew: TimeInterval = 3600) {
+    /// Both settings come from the configuration (`SignerLoader.verifier` builds this from it).
+    public init(trust: TrustStore, signingTimeSkew: TimeInterval, allowSHA1Signatures: Bool) {
         self.trust = trust
         self.signingTimeSkew = signingTimeSkew
+        self.allowSHA1Signatures = allowSHA1Signatures
     }
 
     /// The checks each signer goes through, most serious first.
     var checks: [any SignerCheck] {
-        [ChainCheck(trust: trust), KeyUsageCheck(), SigningTimeValidityCheck(), SigningTimeSkewCheck(skew: signingTimeSkew),
-         AddressCheck()]
+        [ChainCheck(trust: trust), SignatureAlgorithmCheck(allowSHA1: allowSHA1Signatures), KeyUsageCheck(),
+         SigningTimeValidityCheck(), SigningTimeSkewCheck(skew: signingTimeSkew), AddressCheck()]
     }
 
     /// Verifies DER CMS SignedData; `detachedContent` is the signed bytes when not inside;
@@ -98,6 +102,7 @@ public struct Verifier: Sendable {
             let verdict = judge(
                 SignerFacts(
                     leaf: OpaquePointer(leafRaw), signingTime: signerInfo.flatMap(Self.signingTime),
+                    usesSHA1: signerInfo.map(Self.usesSHA1) ?? false,
                     messageCertificates: messageCertificates, from: from, date: date))
             if verdict.result == .pass { return verdict }
             verdicts.append(verdict)
@@ -166,6 +171,40 @@ public struct Verifier: Sendable {
         }
     }
 
+    /// Whether the SignerInfo's digest algorithm is SHA-1, or its signature algorithm one that
+    /// hashes with SHA-1 (sha1WithRSAEncryption, ecdsa-with-SHA1, dsaWithSHA1, RSA-PSS over
+    /// SHA-1). The certificates' own signatures are not looked at here: the chain check judges
+    /// them, and a trust anchor is trusted by configuration, not by its signature.
+    static func usesSHA1(_ signerInfo: OpaquePointer) -> Bool {
+        var digestAlgorithm: UnsafeMutablePointer<X509_ALGOR>?
+        var signatureAlgorithm: UnsafeMutablePointer<X509_ALGOR>?
+        CMS_SignerInfo_get0_algs(signerInfo, nil, nil, &digestAlgorithm, &signatureAlgorithm)
+        if let digestAlgorithm, OBJ_obj2nid(digestAlgorithm.pointee.algorithm) == NID_sha1 { return true }
+        guard let signatureAlgorithm else { return false }
+        let signatureNID = OBJ_obj2nid(signatureAlgorithm.pointee.algorithm)
+        var hashNID: Int32 = NID_undef
+        if OBJ_find_sigid_algs(signatureNID, &hashNID, nil) == 1 && hashNID == NID_sha1 { return true }
+        if signatureNID == NID_rsassaPss, let parameters = signatureAlgorithm.pointee.parameter,
+            parameters.pointee.type == V_ASN1_SEQUENCE, let sequence = parameters.pointee.value.sequence
+        {
+            // RSASSA-PSS-params with no [0] hashAlgorithm means SHA-1 (RFC 4055 section 3.1).
+            let bytes = Array(UnsafeBufferPointer(start: sequence.pointee.data, count: Int(sequence.pointee.length)))
+            return pssHashIsSHA1(bytes)
+        }
+        return false
+    }
+
+    /// Whether DER RSASSA-PSS-params name SHA-1 as their hash: explicitly, or by leaving the
+    /// hashAlgorithm field out (its default).
+    static func pssHashIsSHA1(_ der: [UInt8]) -> Bool {
+        // SEQUENCE { [0] SEQUENCE { OID, NULL? } ... }: all short lengths at this size.
+        let sha1: [UInt8] = [0x06, 0x05, 0x2B, 0x0E, 0x03, 0x02, 0x1A]
+        guard der.count >= 2, der[0] == 0x30, der[1] < 0x80 else { return false }
+        guard der.count > 2, der[2] == 0xA0 else { return true }
+        let oid = 6  // after 30 L A0 L 30 L
+        return der.count >= oid + sha1.count && Array(der[oid..<(oid + sha1.count)]) == sha1
+    }
+
     static func signingTime(_ signerInfo: OpaquePointer) -> Date? {
         let index = CMS_signed_get_attr_by_NID(signerInfo, NID_pkcs9_signingTime, -1)
         guard index >= 0, let attribute = CMS_signed_get_attr(signerInfo, index),
@@ -183,6 +222,8 @@ public struct Verifier: Sendable {
 struct SignerFacts {
     let leaf: OpaquePointer
     let signingTime: Date?
+    /// The message signature was made with SHA-1 (`Verifier.usesSHA1`).
+    let usesSHA1: Bool
     let messageCertificates: [OpaquePointer]
     let from: String?
     /// The message's Date header.
@@ -220,6 +261,16 @@ struct ChainCheck: SignerCheck {
         outcome.chain = chain.chain
         if chain.result == .pass { outcome.note = chain.because }
         return outcome
+    }
+}
+
+/// No SHA-1 in the message signature unless `AllowSHA1Signatures yes`: current mail clients show
+/// such a signature as not valid, so the recipient is told the same here.
+struct SignatureAlgorithmCheck: SignerCheck {
+    let allowSHA1: Bool
+
+    func check(_ facts: SignerFacts) -> CheckOutcome {
+        facts.usesSHA1 && !allowSHA1 ? .objects(.policy, .sha1Signature) : .fine
     }
 }
 

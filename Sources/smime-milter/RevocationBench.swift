@@ -39,7 +39,10 @@ struct RevocationBench: ParsableCommand {
         guard let check = RevocationCheck(rawValue: revocation) else { throw ValidationError("unknown \(revocation)") }
         let verifier = Verifier(
             trust: try TrustStore(
-                anchors: [trust], crlDirectory: crlDirectory, revocation: check, fetchTimeout: fetchTimeout))
+                anchors: [trust], crlDirectory: crlDirectory, revocation: check, fetchTimeout: fetchTimeout,
+                gracePeriod: TimeInterval(Configuration().crlGracePeriod)),
+            signingTimeSkew: TimeInterval(Configuration().signingTimeSkew),
+            allowSHA1Signatures: Configuration().allowSHA1Signatures)
         let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: message)))
         var results: [String: Int] = [:]
         func once() throws {

@@ -80,9 +80,11 @@ struct SignCommand: ParsableCommand {
             }
             let message = try readInput(input)
             var digestAlgorithm = requestedDigest
+            // Without --config, the key table's defaults (SigningTimeSkew); with it, the file's.
+            var configuration = Configuration()
             let signer: any Signer
             if let config {
-                let configuration = try Configuration.load(path: config)
+                configuration = try Configuration.load(path: config)
                 guard let tablePath = configuration.signingTable else {
                     throw CommandFailure("\(config) has no SigningTable; add one or give --key")
                 }
@@ -100,7 +102,15 @@ struct SignCommand: ParsableCommand {
             } else {
                 throw CommandFailure("give --config FILE (signing table) or --key")
             }
-            let signed = try Signing.sign(message: message, signer: signer, digest: digestAlgorithm)
+            let now = Date()
+            let skew = TimeInterval(configuration.signingTimeSkew)
+            if Signing.signingTime(for: try Message(bytes: message).root.headers, now: now, skew: skew) == nil {
+                printError(
+                    "smime-milter sign: signed without signingTime: the Date header is more than SigningTimeSkew "
+                        + "(\(configuration.signingTimeSkew / 60) minutes) from now")
+            }
+            let signed = try Signing.sign(
+                message: message, signer: signer, digest: digestAlgorithm, signingTimeSkew: skew, now: now)
             FileHandle.standardOutput.write(Data(signed))
         }
     }
@@ -112,8 +122,9 @@ struct VerifyCommand: ParsableCommand {
         abstract: "Verify a message file and print the headers the milter would add.",
         discussion: """
             Exit status 0 when a verdict was reached, whatever it is; 2 on unusable input or options. \
-            With --config, trust anchors, intermediates, CRLs, revocation check and authserv-id come from the \
-            configuration file.
+            With --config, everything that shapes the verdict and the headers (trust anchors, intermediates, CRLs, \
+            revocation check, SigningTimeSkew, AllowSHA1Signatures, AuthservID, AddReadableHeader, HeaderLanguage) \
+            comes from the configuration file, exactly as the milter reads it.
             """)
 
     @Option(name: .long, help: "Configuration file (replaces the trust and revocation options).")
@@ -151,17 +162,21 @@ struct VerifyCommand: ParsableCommand {
             guard let check = RevocationCheck(rawValue: revocation) else {
                 throw CommandFailure("unknown revocation check \(revocation); use none, crl, crl+fetch or ocsp")
             }
-            var authservID = self.authservID
+            // Everything that shapes the verdict and the headers comes from one Configuration: the
+            // file's, built by the daemon's own factory, or the key table's defaults and the options.
+            var configuration = Configuration()
             let verifier: Verifier
             if let config {
-                let configuration = try Configuration.load(path: config)
-                authservID = configuration.authservID
+                configuration = try Configuration.load(path: config)
                 verifier = try SignerLoader.verifier(configuration)
             } else {
+                configuration.authservID = authservID
                 verifier = Verifier(
                     trust: try TrustStore(
                         anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check,
-                        fetchTimeout: fetchTimeout))
+                        fetchTimeout: fetchTimeout, gracePeriod: TimeInterval(configuration.crlGracePeriod)),
+                    signingTimeSkew: TimeInterval(configuration.signingTimeSkew),
+                    allowSHA1Signatures: configuration.allowSHA1Signatures)
             }
             let message = try Message(bytes: readInput(input))
             let author = from ?? Verification.authorAddress(message.root.headers)
@@ -172,10 +187,9 @@ struct VerifyCommand: ParsableCommand {
                 encoder.dateEncodingStrategy = .iso8601
                 print(String(decoding: try encoder.encode(verdict), as: UTF8.self))
             } else {
-                let results = VerificationHeaders.authenticationResults(verdict, authservID: authservID)
-                print(HeaderField.fold(name: "Authentication-Results", value: results).replacingOccurrences(of: "\r\n", with: "\n"))
-                print(HeaderField.fold(name: VerificationHeaders.readableName, value: VerificationHeaders.readable(verdict))
-                    .replacingOccurrences(of: "\r\n", with: "\n"))
+                for field in VerificationHeaders.fields(verdict, configuration: configuration) {
+                    print(HeaderField.fold(name: field.name, value: field.value).replacingOccurrences(of: "\r\n", with: "\n"))
+                }
             }
         }
     }

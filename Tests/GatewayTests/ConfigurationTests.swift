@@ -49,6 +49,8 @@ import Token
             EventRetention    30
             ReportMailTo      vanphong.ubnd@dienbien.gov.vn, lanhdao@stttt.dienbien.gov.vn
             ReportMailFrom    baocao@stttt.dienbien.gov.vn
+            OnMalformed       accept
+            AllowSHA1Signatures yes
             """
         let configuration = try Configuration.parse(text, file: "test.conf")
         #expect(configuration.socket == .inet(port: 8893, host: "127.0.0.1"))
@@ -74,6 +76,8 @@ import Token
         #expect(configuration.logLevel == "debug")
         #expect(!configuration.syslog)
         #expect(configuration.onUnauthorizedSigner == .accept)
+        #expect(configuration.onMalformed == .accept && configuration.allowSHA1Signatures)
+        #expect(Configuration().onMalformed == .reject && !Configuration().allowSHA1Signatures)
         #expect(configuration.stateDirectory == "/var/lib/smime-milter-test")
         #expect(configuration.spoolThreshold == 1 << 20)
         #expect(configuration.spoolDirectory == "/var/tmp")
@@ -229,7 +233,9 @@ import Token
         let entry = try #require(table.lookup("stttt@dienbien.gov.vn"))
         let signer = try SignerLoader.signer(for: entry, configuration: configuration)
         let message = Array("From: stttt@dienbien.gov.vn\r\nSubject: x\r\n\r\nHello\r\n".utf8)
-        let signed = try Signing.sign(message: message, signer: signer)
+        let signed = try Signing.sign(
+            message: message, signer: signer, digest: configuration.digestAlgorithm,
+            signingTimeSkew: TimeInterval(configuration.signingTimeSkew))
         let result = try IndependentTools.shared.opensslVerify(message: signed)
         #expect(result.ok, "\(result.output)")
     }

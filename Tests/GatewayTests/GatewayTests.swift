@@ -206,7 +206,7 @@ import Testing
         let signer = try PEMKeySigner(keyFile: pki.path("certs/vanphong.key"), certificateFile: pki.path("certs/vanphong.pem"))
         var text = extra.map { $0 + "\r\n" }.joined()
         text += "From: vanphong.ubnd@dienbien.gov.vn\r\nTo: stttt@stttt.dienbien.gov.vn\r\nSubject: =?UTF-8?B?Q8O0bmcgdsSDbg==?=\r\n\r\nNội dung công văn.\r\n"
-        var signed = try Signing.sign(message: Array(text.utf8), signer: signer)
+        var signed = try Signing.sign(message: Array(text.utf8), signer: signer, digest: .sha256, signingTimeSkew: 3600)
         if tamper, let range = signed.firstRange(of: Array("N=E1=BB=99i dung".utf8)) {
             signed.replaceSubrange(range, with: Array("N=E1=BB=99I dung".utf8))
         }

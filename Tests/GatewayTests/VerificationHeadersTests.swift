@@ -72,7 +72,7 @@ import Testing
             .revoked(subject: "CN=A", since: day, byOCSP: true), .revocationUnknown("x"), .untrusted("x"),
             .outsideValidity(expired: true, detail: "x"), .certificateNotAcceptable("x"), .keyUsage, .extendedKeyUsage,
             .signedOutsideValidity(day), .signingTimeSkew(minutes: 120, allowed: 60),
-            .addressMismatch(certificate: [], from: "a@b.vn"), .noAuthor, .notes("x"),
+            .addressMismatch(certificate: [], from: "a@b.vn"), .noAuthor, .notes("x"), .sha1Signature,
         ]
         for reason in reasons {
             #expect(reason.vietnamese != reason.english && !reason.vietnamese.isEmpty, "\(reason)")
@@ -82,18 +82,18 @@ import Testing
     }
 
     @Test func theReadableHeaderDecodesToVietnameseAndFoldsWithinLimits() {
-        let value = VerificationHeaders.readable(verdict)
+        let value = VerificationHeaders.readable(verdict, language: .en)
         #expect(value.utf8.allSatisfy { $0 < 0x80 })
         #expect(value.hasPrefix("pass; signer: =?UTF-8?"))
-        #expect(EncodedWord.decode(value) == VerificationHeaders.readableText(verdict))
-        #expect(VerificationHeaders.readableText(verdict).contains("signer: Sở Thông tin và Truyền thông <stttt@dienbien.gov.vn>"))
+        #expect(EncodedWord.decode(value) == VerificationHeaders.readableText(verdict, language: .en))
+        #expect(VerificationHeaders.readableText(verdict, language: .en).contains("signer: Sở Thông tin và Truyền thông <stttt@dienbien.gov.vn>"))
         let folded = HeaderField.fold(name: VerificationHeaders.readableName, value: value)
         for line in folded.components(separatedBy: "\r\n") {
             #expect(line.utf8.count <= 78)
         }
         // Parsed back as a header field, it decodes to the same text.
         let field = HeaderField(name: "X", rawValue: Array(folded.dropFirst(VerificationHeaders.readableName.count + 1).utf8))
-        #expect(field.decodedValue == VerificationHeaders.readableText(verdict))
+        #expect(field.decodedValue == VerificationHeaders.readableText(verdict, language: .en))
     }
 
     @Test func forgedCopiesWithOurIDAreRemovedOthersKept() {

@@ -43,7 +43,7 @@ enum Fixtures {
         let signer = try PEMKeySigner(
             keyFile: pki.path("certs/\(name).key"), certificateFile: pki.path("certs/\(name).pem"),
             chainFile: chain ? pki.path("ca/chain.pem") : nil)
-        let signature = try CMSSigning.sign(content: entity, signer: signer)
+        let signature = try CMSSigning.sign(content: entity, signer: signer, digest: .sha256, signingTime: Date())
         return wrap(content: entity, signature: signature, from: from)
     }
 
@@ -51,7 +51,8 @@ enum Fixtures {
         Verifier(
             trust: try TrustStore(
                 anchors: [pki.path("ca/root.pem")], crlDirectory: pki.path("crl"), revocation: revocation,
-                fetchTimeout: fetchTimeout))
+                fetchTimeout: fetchTimeout, gracePeriod: 86400),
+            signingTimeSkew: 3600, allowSHA1Signatures: false)
     }
 
     /// Verifies a whole message as the gateway does.

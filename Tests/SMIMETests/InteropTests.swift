@@ -27,7 +27,8 @@ import Token
     @Test(arguments: keys, messages)
     func ourSignatureVerifiesInOpenSSLGpgsmAndNSS(key: Key, message: String) throws {
         let signer = try Fixtures.tokenSigner(key.token, key.object, scheme: key.scheme)
-        let signed = try Signing.sign(message: Fixtures.corpus(message), signer: signer)
+        let signed = try Signing.sign(
+            message: Fixtures.corpus(message), signer: signer, digest: .sha256, signingTimeSkew: 3600)
         let tools = Fixtures.tools
 
         let openssl = try tools.opensslVerify(message: signed)
@@ -43,7 +44,8 @@ import Token
 
     @Test func theIndependentVerifiersNoticeTampering() throws {
         let signed = try Signing.sign(
-            message: Fixtures.corpus("01-plain-ascii.eml"), signer: Fixtures.tokenSigner("STTTT-DienBien", "unit-seal"))
+            message: Fixtures.corpus("01-plain-ascii.eml"), signer: Fixtures.tokenSigner("STTTT-DienBien", "unit-seal"),
+            digest: .sha256, signingTimeSkew: 3600)
         var (content, signature) = try Fixtures.parts(signed)
         content[content.count - 3] ^= 0x01
         #expect(try !Fixtures.tools.gpgsmVerify(signature: signature, content: content).ok)

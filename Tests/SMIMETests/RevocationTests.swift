@@ -29,7 +29,8 @@ import Testing
             trust: try TrustStore(
                 anchors: [pki.path("ca/root.pem")], intermediates: intermediates ? [pki.path("ca/chain.pem")] : [],
                 crlDirectory: crlDirectory, revocation: mode, fetchTimeout: budget, cacheDirectory: cacheDirectory,
-                gracePeriod: grace, maximumDownload: maximumDownload))
+                gracePeriod: grace, maximumDownload: maximumDownload),
+            signingTimeSkew: 3600, allowSHA1Signatures: false)
     }
 
     /// A directory the CA server publishes: the PKI's own files, with `intermediate.crl` replaced.

@@ -76,7 +76,8 @@ import Token
     @Test func garbageAndTruncatedCMSArePermerror() throws {
         let garbage = Fixtures.wrap(content: Self.entity, signature: Array("this is not DER at all".utf8))
         #expect(try Fixtures.verdict(garbage).result == .permerror)
-        let good = try CMSSigning.sign(content: Self.entity, signer: Fixtures.fileSigner("vanphong"))
+        let good = try CMSSigning.sign(
+            content: Self.entity, signer: Fixtures.fileSigner("vanphong"), digest: .sha256, signingTime: Date())
         let truncated = Fixtures.wrap(content: Self.entity, signature: Array(good.prefix(good.count / 2)))
         #expect(try Fixtures.verdict(truncated).result == .permerror)
     }
@@ -166,7 +167,8 @@ import Token
     }
 
     @Test func theShippedGovernmentRootLoadsAsATrustAnchor() throws {
-        let trust = try TrustStore(anchors: [TestPKI.repositoryRoot + "/conf/trust"])
+        let trust = try TrustStore(
+            anchors: [TestPKI.repositoryRoot + "/conf/trust"], revocation: .none, fetchTimeout: 5, gracePeriod: 86400)
         #expect(trust.anchors.count == 1)
         #expect(trust.anchors[0].commonName == "Co quan chung thuc so chuyen dung Chinh phu (RootCA)")
     }
