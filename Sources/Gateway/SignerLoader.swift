@@ -55,7 +55,7 @@ public enum SignerLoader {
         try TrustStore(
             anchors: configuration.trustAnchors, intermediates: configuration.intermediates,
             crlDirectory: configuration.crlDirectory, revocation: configuration.revocationCheck,
-            fetchTimeout: configuration.crlFetchTimeout, cacheDirectory: configuration.stateDirectory + "/crl-cache",
+            fetchTimeout: configuration.crlFetchTimeout, fetchHosts: configuration.fetchHosts, cacheDirectory: configuration.stateDirectory + "/crl-cache",
             gracePeriod: Double(configuration.crlGracePeriod))
     }
 }

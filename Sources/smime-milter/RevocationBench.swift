@@ -26,6 +26,9 @@ struct RevocationBench: ParsableCommand {
     @Option(name: .long, help: "Seconds a message may wait for revocation data.")
     var fetchTimeout: Int = 2
 
+    @Option(name: .long, help: "Host or host:port to fetch from besides those the trust anchor names (repeatable; as FetchHosts).")
+    var fetchHost: [String] = []
+
     @Option(name: .long, help: "Seconds to measure the rate for.")
     var seconds: Double = 2
 
@@ -39,7 +42,7 @@ struct RevocationBench: ParsableCommand {
         guard let check = RevocationCheck(rawValue: revocation) else { throw ValidationError("unknown \(revocation)") }
         let verifier = Verifier(
             trust: try TrustStore(
-                anchors: [trust], crlDirectory: crlDirectory, revocation: check, fetchTimeout: fetchTimeout))
+                anchors: [trust], crlDirectory: crlDirectory, revocation: check, fetchTimeout: fetchTimeout, fetchHosts: fetchHost))
         let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: message)))
         var results: [String: Int] = [:]
         func once() throws {

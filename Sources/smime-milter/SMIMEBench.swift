@@ -32,7 +32,7 @@ struct SMIMEBench: ParsableCommand {
     func run() throws {
         let tokenKey = try TokenKey(uri: PKCS11URI(parsing: key), modulePath: module)
         let signer = try TokenSigner(key: tokenKey, chainFile: chain)
-        let verifier = Verifier(trust: try TrustStore(anchors: [trust]))
+        let verifier = Verifier(trust: try TrustStore(anchors: [trust], fetchHosts: []))
         let raw = try tokenKey.measureRawSigning(seconds: seconds, data: [UInt8](repeating: 0x31, count: 200))
         print("token: \(tokenKey.keyType) raw C_Sign \(String(format: "%.0f", raw))/s")
         print(row("size", "sign/s", "vs token", "verify/s", "re-parsed/s", "openssl/s", "ratio"))

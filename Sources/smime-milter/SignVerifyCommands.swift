@@ -134,6 +134,9 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds to wait in total for revocation data.")
     var fetchTimeout: Int = 5
 
+    @Option(name: .long, help: "Host or host:port to fetch from besides those the trust anchors name (repeatable; as FetchHosts).")
+    var fetchHost: [String] = []
+
     @Option(name: .long, help: "The authserv-id written into Authentication-Results.")
     var authservID: String = "localhost"
 
@@ -161,7 +164,7 @@ struct VerifyCommand: ParsableCommand {
                 verifier = Verifier(
                     trust: try TrustStore(
                         anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check,
-                        fetchTimeout: fetchTimeout))
+                        fetchTimeout: fetchTimeout, fetchHosts: fetchHost))
             }
             let message = try Message(bytes: readInput(input))
             let author = from ?? Verification.authorAddress(message.root.headers)

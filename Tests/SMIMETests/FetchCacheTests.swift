@@ -9,8 +9,15 @@ import Testing
 /// address in flight, doubling back-off, background refresh of what runs out.
 @Suite struct FetchCacheTests {
     func cache(backoff: TimeInterval = 0.2) -> FetchCache {
-        FetchCache(directory: nil, backoffBase: backoff, backoffCap: 10, logger: Logger(label: "test"), refreshing: false)
+        let cache = FetchCache(
+            directory: nil, backoffBase: backoff, backoffCap: 10, memoryBudget: 1 << 20, failureLimit: 100,
+            pool: FetchPool(threads: 2, queueLimit: 16), logger: Logger(label: "test"), refreshing: false)
+        cache.install(policy)
+        return cache
     }
+
+    /// The hosts these tests name, allowed.
+    let policy = try! FetchPolicy(fetchHosts: ["ca.example", "down.example"])
 
     func item(validFor seconds: TimeInterval) -> FetchCache.Item {
         FetchCache.Item(
@@ -22,7 +29,7 @@ import Testing
         let cache = cache()
         let calls = Tally()
         for _ in 0..<5 {
-            cache.start("http://ca.example/a.crl") {
+            cache.start("http://ca.example/a.crl", url: "http://ca.example/a.crl", policy: policy, allowance: nil) { _ in
                 calls.add()
                 Thread.sleep(forTimeInterval: 0.2)
                 return self.item(validFor: 60)
@@ -36,20 +43,20 @@ import Testing
     @Test func aFailedAddressBacksOffAndTheBackOffDoubles() throws {
         let cache = cache(backoff: 1)
         let calls = Tally()
-        let failing: @Sendable () throws -> FetchCache.Item = {
+        let failing: FetchCache.Download = { _ in
             calls.add()
             throw SMIMEError("refused")
         }
         let key = "http://down.example/a.crl"
-        cache.start(key, failing)
+        cache.start(key, url: key, policy: policy, allowance: nil, failing)
         cache.wait(until: Date(timeIntervalSinceNow: 5)) { !cache.isInFlight(key) }
         let first = try #require(cache.failure(key))
         #expect(first.count == 1 && first.error.contains("refused"))
-        cache.start(key, failing)  // backing off: not tried
+        cache.start(key, url: key, policy: policy, allowance: nil, failing)  // backing off: not tried
         Thread.sleep(forTimeInterval: 0.05)
         #expect(calls.value == 1)
         Thread.sleep(forTimeInterval: 1.1)
-        cache.start(key, failing)
+        cache.start(key, url: key, policy: policy, allowance: nil, failing)
         cache.wait(until: Date(timeIntervalSinceNow: 5)) { !cache.isInFlight(key) }
         let second = try #require(cache.failure(key))
         #expect(calls.value == 2 && second.count == 2)
@@ -60,7 +67,7 @@ import Testing
         let cache = cache()
         let calls = Tally()
         let key = "http://ca.example/soon.crl"
-        cache.start(key) {
+        cache.start(key, url: key, policy: policy, allowance: nil) { _ in
             calls.add()
             return self.item(validFor: calls.value == 1 ? 30 : 3600)
         }

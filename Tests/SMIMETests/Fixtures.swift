@@ -51,7 +51,7 @@ enum Fixtures {
         Verifier(
             trust: try TrustStore(
                 anchors: [pki.path("ca/root.pem")], crlDirectory: pki.path("crl"), revocation: revocation,
-                fetchTimeout: fetchTimeout))
+                fetchTimeout: fetchTimeout, fetchHosts: TestPKI.fetchHosts))
     }
 
     /// Verifies a whole message as the gateway does.
