@@ -277,3 +277,38 @@ def test_a_stalled_ca_server_does_not_delay_a_large_message_that_needs_no_downlo
     finally:
         daemon.stop()
         stalled.close()
+
+
+def test_a_hung_token_and_three_reloads_leave_threads_bounded_and_another_key_signing(pki, tmp_path):
+    from test_hardware_tokens import HardwareToken, hw_daemon, send
+    import signal
+
+    hung, other = HardwareToken(pki, "HW-Hang"), HardwareToken(pki, "HW-Unit-B")
+    daemon = hw_daemon(pki, tmp_path / "milter", [hung, other], extra=["SigningTimeout 2"]).start()
+    pid = daemon.process.pid
+    try:
+        assert send(daemon, hung.address()).body_replaced, "signs before it hangs"
+        hung.set("hang")
+        for number in range(3):
+            assert send(daemon, hung.address(), queue_id=f"H{number}").smtp_reply.startswith("451 4.7.0")
+        time.sleep(0.5)
+        before = threads(pid)
+        for reload in range(3):
+            offset = len(daemon.log_text())
+            os.kill(pid, signal.SIGHUP)
+            deadline = time.time() + 10
+            while "reload" not in daemon.log_text()[offset:] and time.time() < deadline:
+                time.sleep(0.05)
+            for number in range(3):
+                started = time.time()
+                result = send(daemon, hung.address(), queue_id=f"R{reload}H{number}")
+                assert result.smtp_reply.startswith("451 4.7.0"), result.smtp_reply
+                assert time.time() - started < 3.5
+            assert send(daemon, other.address(), queue_id=f"R{reload}B").body_replaced, "another key signs"
+        time.sleep(0.5)
+        after = threads(pid)
+        print(f"threads {before} after the hang, {after} after three reloads")
+        assert after <= before + 1, f"{before} threads after the hang, {after} after three reloads"
+    finally:
+        hung.clear("hang")
+        daemon.stop()
