@@ -87,7 +87,7 @@ public final class TokenKey: @unchecked Sendable {
     ///     directory; the default remembers refusals in this process only).
     public init(
         uri: PKCS11URI, modulePath: String? = nil, poolSize: Int = 2, waitTimeout: TimeInterval = 10,
-        moduleRestartInterval: TimeInterval = 5, lookingAgain: Bool = false, pinGuard: PINGuard = .at(nil),
+        moduleRestartInterval: TimeInterval = 5, lookingAgain: Bool = false, pinGuard: PINGuard,
         logger: Logger = Logger(label: "smime-milter.token")
     ) throws {
         self.moduleRestartInterval = moduleRestartInterval

@@ -20,6 +20,12 @@ struct SMIMEBench: ParsableCommand {
     @Option(name: .long, help: "Intermediate CA PEM file to include.")
     var chain: String?
 
+    @Option(name: .long, help: "Take StateDirectory (where refused PINs are recorded) from this configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Where refused PINs are recorded (default: the configuration's StateDirectory).")
+    var stateDirectory: String?
+
     @Option(name: .long, help: "Trust anchor PEM file for verification.")
     var trust: String
 
@@ -30,7 +36,9 @@ struct SMIMEBench: ParsableCommand {
     var opensslRounds: Int = 20
 
     func run() throws {
-        let tokenKey = try TokenKey(uri: PKCS11URI(parsing: key), modulePath: module)
+        let tokenKey = try TokenKey(
+            uri: PKCS11URI(parsing: key), modulePath: module,
+            pinGuard: CommandPINGuard.make(config: config, stateDirectory: stateDirectory))
         let signer = try TokenSigner(key: tokenKey, chainFile: chain)
         let verifier = Verifier(trust: try TrustStore(anchors: [trust], fetchHosts: []))
         let raw = try tokenKey.measureRawSigning(seconds: seconds, data: [UInt8](repeating: 0x31, count: 200))

@@ -312,3 +312,38 @@ def test_a_hung_token_and_three_reloads_leave_threads_bounded_and_another_key_si
     finally:
         hung.clear("hang")
         daemon.stop()
+
+
+def test_sign_and_bench_keep_the_daemons_pin_guard(pki, tmp_path):
+    """`sign --key`, `bench token` and `bench smime` log in as the daemon does: a PIN the token
+    refused is not presented again, by the same command or another one, and the daemon's own
+    record (StateDirectory) is the one they keep."""
+    import subprocess
+    from conftest import BINARY
+    from test_hardware_tokens import HardwareToken, write_pin
+
+    token = HardwareToken(pki, "HW-PIN")
+    token.set("max_pin_tries", 3)
+    pin_file = tmp_path / "pin"
+    write_pin(pin_file, "999999")
+    state = tmp_path / "state"
+    (tmp_path / "smime-milter.conf").write_text(
+        f"StateDirectory {state}\nTrustAnchors {pki}/ca/root.pem\n")
+    uri = f"pkcs11:token=HW-PIN;object=seal;type=private?pin-source=file:{pin_file}"
+    module = f"{pki}/hwtoken/hwtoken.so"
+    message = b"From: seal@hw-pin.lab.dienbien.gov.vn\r\nTo: a@example.org\r\nSubject: x\r\n\r\nx\r\n"
+    commands = [
+        [str(BINARY), "sign", "--key", uri, "--module", module, "--state-directory", str(state)],
+        [str(BINARY), "bench", "token", "--key", uri, "--module", module, "--seconds", "0.1",
+         "--config", str(tmp_path / "smime-milter.conf")],
+        [str(BINARY), "bench", "smime", "--key", uri, "--module", module, "--trust", f"{pki}/ca/root.pem",
+         "--seconds", "0.1", "--state-directory", str(state)],
+        [str(BINARY), "sign", "--key", uri, "--module", module, "--state-directory", str(state)],
+    ]
+    for command in commands:
+        result = subprocess.run(command, input=message, capture_output=True)
+        assert result.returncode != 0
+        assert b"999999" not in result.stdout + result.stderr
+    assert token.count("wrong_logins") == 1, "one wrong login in all, not one per command"
+    assert token.count("pin_failures") == 1
+    assert any(state.joinpath("pin-refusals").iterdir()), "the refusal is kept where the daemon keeps it"

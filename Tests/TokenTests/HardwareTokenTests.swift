@@ -136,7 +136,7 @@ import Testing
         let module = try pki.privateHardwareModule("sessions")
         try TestPKI.setControl(module: module, token: "HW-Slow", "max_sessions", "1")
         try TestPKI.setControl(module: module, token: "HW-Slow", "latency_ms", "20")
-        let key = try TokenKey(uri: uri("HW-Slow"), modulePath: module, poolSize: 4)
+        let key = try TokenKey(uri: uri("HW-Slow"), modulePath: module, poolSize: 4, pinGuard: .at(nil))
         #expect(key.poolSize == 1)
         let results = Results()
         let group = DispatchGroup()
@@ -159,8 +159,8 @@ import Testing
     /// when the token answers again signing resumes by itself. Another token signs meanwhile.
     @Test func aHungTokenFailsFastAndRecoversWhileAnotherTokenSigns() throws {
         let module = try pki.privateHardwareModule("hang")
-        let hung = try TokenKey(uri: uri("HW-Hang"), modulePath: module, poolSize: 1)
-        let other = try TokenKey(uri: uri("HW-Unit-B"), modulePath: module, poolSize: 1)
+        let hung = try TokenKey(uri: uri("HW-Hang"), modulePath: module, poolSize: 1, pinGuard: .at(nil))
+        let other = try TokenKey(uri: uri("HW-Unit-B"), modulePath: module, poolSize: 1, pinGuard: .at(nil))
         let hungWorkers = TokenWorkers(name: "HW-Hang", threads: 1, stuckAfter: 0.4)
         let otherWorkers = TokenWorkers(name: "HW-Unit-B", threads: 1, stuckAfter: 0.4)
         let data = data
@@ -203,7 +203,7 @@ import Testing
     /// "unavailable" while it is out, and the key signs again once it is back.
     @Test func aTokenPulledOutAndPutBackSignsAgain() throws {
         let module = try pki.privateHardwareModule("pull")
-        let key = try TokenKey(uri: uri("HW-Pull"), modulePath: module, moduleRestartInterval: 0)
+        let key = try TokenKey(uri: uri("HW-Pull"), modulePath: module, moduleRestartInterval: 0, pinGuard: .at(nil))
         _ = try key.sign(data)
         try TestPKI.setControl(module: module, token: "HW-Pull", "removed", "")
         #expect {
