@@ -347,3 +347,26 @@ def test_sign_and_bench_keep_the_daemons_pin_guard(pki, tmp_path):
     assert token.count("wrong_logins") == 1, "one wrong login in all, not one per command"
     assert token.count("pin_failures") == 1
     assert any(state.joinpath("pin-refusals").iterdir()), "the refusal is kept where the daemon keeps it"
+
+
+def test_verify_on_the_command_line_requests_nothing_a_message_names(tmp_path):
+    """The issue as first seen: `smime-milter verify` with crl+fetch sent GET /internal-admin/secret
+    to the address a self-made certificate named."""
+    import subprocess
+    from conftest import BINARY
+
+    server = CountingServer()
+    attacker_key = key()
+    attacker = ca("Attacker CA", attacker_key)
+    url = f"http://127.0.0.1:{server.port}/internal-admin/secret"
+    certificate, private = leaf("attacker@example.org", attacker, attacker_key, ca_issuers=url, crl=url)
+    message = tmp_path / "message.eml"
+    message.write_bytes(signed("attacker@example.org", certificate, private))
+    try:
+        result = subprocess.run([str(BINARY), "verify", "--trust", str(anchor_file(tmp_path)), "--revocation",
+                                 "crl+fetch", str(message)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and "smime=policy" in result.stdout, result.stdout + result.stderr
+        time.sleep(0.3)
+        assert server.connections == 0, server.requests
+    finally:
+        server.close()
