@@ -387,7 +387,13 @@ public final class Gateway: Sendable {
             locks[entry.line] = made
             return made
         }
-        lock.lock()
+        // Waited for with a deadline: a login that hangs holds up this line's next attempt for
+        // SigningTimeout at most, never for ever.
+        guard lock.lock(before: Date(timeIntervalSinceNow: TimeInterval(configuration.signingTimeout))) else {
+            throw TokenError(
+                .timeout, operation: "signing with \(Gateway.signerLabel(entry))",
+                detail: "another message is still logging in to this key's token; the message is deferred")
+        }
         defer { lock.unlock() }
         if let signer = signers.withLock({ $0[entry.line] }) { return signer }
         let signer: any Signer
