@@ -157,6 +157,28 @@ import Testing
 
     /// A hung token: the first caller gives up at its deadline, later callers fail at once, and
     /// when the token answers again signing resumes by itself. Another token signs meanwhile.
+    /// A module restart (to find a lost token) waits for the calls in flight; behind a C_Sign
+    /// that hangs it gives up after a bounded wait instead of queueing for ever, and the other
+    /// token's signer keeps signing meanwhile.
+    @Test func aModuleRestartDoesNotWaitForEverBehindAHungCall() throws {
+        let module = try pki.privateHardwareModule("restart-hang")
+        let hung = try TokenKey(uri: uri("HW-Hang"), modulePath: module, poolSize: 1, pinGuard: .at(nil))
+        let other = try TokenKey(uri: uri("HW-Unit-B"), modulePath: module, poolSize: 1, pinGuard: .at(nil))
+        let workers = TokenWorkers(name: "HW-Hang", threads: 1, stuckAfter: 30)
+        let data = data
+        try TestPKI.setControl(module: module, token: "HW-Hang", "hang", "")
+        defer { try? TestPKI.setControl(module: module, token: "HW-Hang", "hang", nil) }
+        #expect(throws: TokenError.self) {
+            try workers.run(until: Date(timeIntervalSinceNow: 0.3)) { try hung.sign(data) }
+        }
+        let loaded = try PKCS11Module.load(path: module)
+        let start = Date()
+        #expect(!loaded.reinitialize(notWithin: 0), "not restarted under a hung call")
+        let took = Date().timeIntervalSince(start)
+        #expect(took < PKCS11Module.restartWait + 1, "\(took) s")
+        _ = try other.sign(data)
+    }
+
     @Test func aHungTokenFailsFastAndRecoversWhileAnotherTokenSigns() throws {
         let module = try pki.privateHardwareModule("hang")
         let hung = try TokenKey(uri: uri("HW-Hang"), modulePath: module, poolSize: 1, pinGuard: .at(nil))
