@@ -58,7 +58,8 @@ def ca_server(root, delay=0):
 
 def bench(*options):
     output = run(binary, "bench", "revocation", "--message", work / "signed.eml", "--trust", demo / "ca" / "root.pem",
-                 "--fetch-timeout", "2", "--interval", "100", *options).stdout
+                 "--fetch-timeout", "2", "--interval", "100",
+                 "--fetch-host", "127.0.0.1:18080", "--fetch-host", "127.0.0.1:18081", *options).stdout
     return json.loads(output)
 
 

@@ -43,8 +43,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if { [ "${1:-}" = test ] || [ "${1:-}" = bench ]; } && ! python3 -c "import miltertest" 2>/dev/null; then
+if { [ "${1:-}" = test ] || [ "${1:-}" = bench ]; } && ! python3 -c "import miltertest, cryptography" 2>/dev/null; then
     # Debian's own Python refuses system-wide pip installs unless told (PEP 668).
-    python3 -m pip install -q miltertest pytest 2>/dev/null ||
-        python3 -m pip install -q --break-system-packages miltertest pytest
+    # cryptography: test_hostile.py makes the attacker's certificates and signatures.
+    python3 -m pip install -q miltertest pytest cryptography 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages miltertest pytest cryptography
 fi

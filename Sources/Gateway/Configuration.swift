@@ -48,6 +48,9 @@ public struct Configuration: Sendable {
     public var crlDirectory: String?
     public var revocationCheck = RevocationCheck.crlFetch
     public var crlFetchTimeout = 5
+    /// Hosts (or `host:port`) revocation data and CA certificates may be fetched from besides
+    /// those the configured CA certificates name.
+    public var fetchHosts: [String] = []
     public var crlGracePeriod = 86400
     public var signingTimeSkew = 3600
     public var digestAlgorithm = DigestAlgorithm.sha256
@@ -156,6 +159,14 @@ public struct Configuration: Sendable {
         Key(name: "CRLFetchTimeout", type: "seconds", defaultValue: "5", required: false,
             description: "the most a message waits in total for revocation data; downloads go on for later messages") {
             $0.crlFetchTimeout = try integer($1, in: 1...60)
+        },
+        Key(name: "FetchHosts", type: "list", defaultValue: "(none)", required: false,
+            description: "hosts or host:port to fetch CRLs, OCSP answers and CA certificates from besides those the trust anchors and intermediates name; the only way to allow a loopback or private address or a port other than 80") {
+            let entries = try list($1)
+            do { _ = try FetchPolicy(fetchHosts: entries) } catch let error as SMIMEError {
+                throw Problem(error.operation, error.hint ?? "")
+            }
+            $0.fetchHosts = entries
         },
         Key(name: "CRLGracePeriod", type: "seconds", defaultValue: "86400", required: false,
             description: "how long a CRL past its nextUpdate is still used (the verdict's reason says it is stale)") {

@@ -84,6 +84,17 @@ public enum ConfigurationCheck {
             trust = try SignerLoader.trustStore(configuration)
             ok("trust anchors: \(trust!.anchors.map { $0.commonName ?? $0.subject }.joined(separator: "; "))")
             for anchor in trust!.anchors { expiry(of: anchor, as: "trust anchor", now: now, warn: warn, fail: fail) }
+            if configuration.revocationCheck == .crlFetch || configuration.revocationCheck == .ocsp {
+                let policy = trust!.fetchPolicy
+                let named = policy.named.sorted()
+                let listed = policy.listed.map { entry in entry.port.map { "\(entry.host):\($0)" } ?? entry.host }
+                ok(
+                    "fetching only from: "
+                        + (named.isEmpty && listed.isEmpty
+                            ? "nowhere (no trust anchor or intermediate names a URL; add hosts to FetchHosts)"
+                            : (named.map { "\($0) (named by the CA certificates, port 80)" } + listed.map { "\($0) (FetchHosts)" })
+                                .joined(separator: ", ")))
+            }
         } catch {
             fail("trust anchors \(configuration.trustAnchors.joined(separator: ", ")): \(error)")
         }

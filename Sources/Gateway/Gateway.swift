@@ -124,7 +124,8 @@ public final class Gateway: Sendable {
     private let missing = Mutex<Set<Int>>([])
     /// One lock per line, held while its signer is made: one login at a time per key.
     private let making = Mutex<[Int: NSLock]>([:])
-    /// The threads each token key's calls run on (see `TokenWorkers`), by signing-table line.
+    /// The threads each token key's calls run on (see `TokenWorkers`, one set per token for the
+    /// process), by signing-table line.
     private let workers = Mutex<[Int: TokenWorkers]>([:])
     /// Verdicts on the gateway's own signatures for local recipients (`ownVerdict`).
     private let ownVerdicts = Mutex<[OwnVerdictKey: (verdict: Verdict, until: Date)]>([:])
@@ -367,7 +368,8 @@ public final class Gateway: Sendable {
         guard entry.key.lowercased().hasPrefix("pkcs11:") else { return try signer(for: entry) }
         let workers = self.workers.withLock { all in
             if let existing = all[entry.line] { return existing }
-            let made = TokenWorkers(
+            let made = TokenWorkers.shared(
+                token: Self.tokenIdentity(entry, modulePath: configuration.pkcs11Module),
                 name: Gateway.signerLabel(entry), threads: configuration.sessionPoolSize,
                 stuckAfter: TimeInterval(configuration.signingTimeout), logger: logger)
             all[entry.line] = made
@@ -377,6 +379,15 @@ public final class Gateway: Sendable {
         // A signer made before needs no token call to be had.
         let signer = try signers.withLock({ $0[entry.line] }) ?? workers.run(until: deadline) { try self.signer(for: entry) }
         return DeadlineSigner(base: signer, workers: workers, deadline: deadline)
+    }
+
+    /// What names the token of an entry's key: its module and the URI's token attributes.
+    static func tokenIdentity(_ entry: SigningTable.Entry, modulePath: String?) -> String {
+        guard let uri = try? PKCS11URI(parsing: entry.key) else { return entry.key }
+        return [
+            uri.modulePath ?? uri.moduleName ?? modulePath ?? "", uri.token ?? "", uri.serial ?? "",
+            uri.manufacturer ?? "", uri.model ?? "",
+        ].joined(separator: "\u{1f}")
     }
 
     func signer(for entry: SigningTable.Entry) throws -> any Signer {
@@ -389,7 +400,13 @@ public final class Gateway: Sendable {
             locks[entry.line] = made
             return made
         }
-        lock.lock()
+        // Waited for with a deadline: a login that hangs holds up this line's next attempt for
+        // SigningTimeout at most, never for ever.
+        guard lock.lock(before: Date(timeIntervalSinceNow: TimeInterval(configuration.signingTimeout))) else {
+            throw TokenError(
+                .timeout, operation: "signing with \(Gateway.signerLabel(entry))",
+                detail: "another message is still logging in to this key's token; the message is deferred")
+        }
         defer { lock.unlock() }
         if let signer = signers.withLock({ $0[entry.line] }) { return signer }
         let signer: any Signer

@@ -19,7 +19,7 @@ public enum SignerLoader {
     /// names where a certificate file is given, for the hints.
     public static func signer(
         key: String, certificate: String?, chain: String?, modulePath: String?, poolSize: Int = 2,
-        scheme: SignatureScheme? = nil, lookingAgain: Bool = false, pinGuard: PINGuard = .at(nil),
+        scheme: SignatureScheme? = nil, lookingAgain: Bool = false, pinGuard: PINGuard,
         certificateOption: String
     ) throws -> any Signer {
         if key.lowercased().hasPrefix("pkcs11:") {
@@ -57,7 +57,8 @@ public enum SignerLoader {
         try TrustStore(
             anchors: configuration.trustAnchors, intermediates: configuration.intermediates,
             crlDirectory: configuration.crlDirectory, revocation: configuration.revocationCheck,
-            fetchTimeout: configuration.crlFetchTimeout, cacheDirectory: configuration.stateDirectory + "/crl-cache",
+            fetchTimeout: configuration.crlFetchTimeout, fetchHosts: configuration.fetchHosts,
+            cacheDirectory: configuration.stateDirectory + "/crl-cache",
             gracePeriod: Double(configuration.crlGracePeriod))
     }
 }

@@ -31,9 +31,12 @@ public final class MilterService: Sendable {
     private let state: Mutex<State>
     /// Messages between MAIL FROM and their end: a graceful stop waits for this group.
     private let messagesInFlight = DispatchGroup()
-    /// Messages whose body went to a spool file are decided and answered one at a time, so that a
-    /// burst of large messages costs the memory of one.
-    private let largeMessage = Mutex(())
+    /// Messages whose body went to a spool file are decided and answered at most
+    /// `largeMessageSlots` at a time, so that a burst of large messages costs the memory of a
+    /// few. A slot is waited for with a deadline: no message waits longer than one holder's own
+    /// work can take (its revocation budget or its signing timeout), then goes ahead without.
+    private let largeMessages = DispatchSemaphore(value: largeMessageSlots)
+    static let largeMessageSlots = 2
     /// Signalled once when the main loop has ended: the statistics thread's last round.
     private let ended = DispatchSemaphore(value: 0)
     /// One record per message (`EventDatabase`), nil when records are off. Opened once per run:
@@ -194,10 +197,18 @@ public final class MilterService: Sendable {
             let decision = connection.failure.map { connection.gateway.internalError($0) } ?? decide(connection)
             return (decision, DecisionApplier.apply(decision, to: editor, leadingSpace: leadingSpace, logger: logger))
         }
-        // Until its new body is sent, a large message holds it in memory: both under the lock.
-        let (decision, ending) =
-            connection.body.isSpooled && connection.failure == nil
-            ? largeMessage.withLock { _ in decideAndApply() } : decideAndApply()
+        // Until its new body is sent, a large message holds it in memory: both in one slot.
+        let (decision, ending): (Decision, MessageEnding)
+        if connection.body.isSpooled && connection.failure == nil {
+            let configuration = connection.gateway.configuration
+            let longest = max(configuration.signingTimeout, configuration.crlFetchTimeout) + 1
+            let slot = largeMessages.wait(timeout: .now() + .seconds(longest)) == .success
+            if !slot { logger.notice("no large-message slot free within \(longest) s; deciding without one") }
+            defer { if slot { largeMessages.signal() } }
+            (decision, ending) = decideAndApply()
+        } else {
+            (decision, ending) = decideAndApply()
+        }
         if let event = decision.event {
             records?.record(
                 event.ended(deferred: ending == .tempfail, rejected: ending == .reject, why: decision.reply.disposition == .accept ? "refused by the MTA" : nil))

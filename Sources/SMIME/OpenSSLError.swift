@@ -18,6 +18,9 @@ public struct SMIMEError: Error, CustomStringConvertible, Sendable {
         /// A CA's web server did not give what was asked (unreachable, not DER, too large, not
         /// issued by the right CA).
         case fetch
+        /// A download the fetch rules refuse (host not named, port, non-public address), or a
+        /// `FetchHosts` entry that cannot be read.
+        case fetchRefused
         /// An OCSP answer was refused (unsigned by an authorised responder, another certificate,
         /// out of date, another request's nonce).
         case ocsp

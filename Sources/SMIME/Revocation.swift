@@ -18,6 +18,10 @@ struct Revocation {
     let grace: TimeInterval
     let maximumBytes: Int
     let cache: FetchCache
+    /// Where downloads may go.
+    let policy: FetchPolicy
+    /// The downloads this message may still start.
+    let allowance: FetchCache.Allowance
     let localCRLs: [CRLHandle]
 
     /// One certificate's standing.
@@ -112,10 +116,16 @@ struct Revocation {
     private func whyUnknown(_ link: Link, _ plan: Plan) -> String {
         var reasons: [String] = []
         for query in plan.ocsp {
-            if let failure = cache.failure(query.key) { reasons.append("OCSP \(query.url): \(failure.error)") }
+            if case .failure(let refusal) = policy.target(query.url) {
+                reasons.append("OCSP \(query.url): not fetched: \(refusal)")
+            } else if let failure = cache.failure(query.key) {
+                reasons.append("OCSP \(query.url): \(failure.error)")
+            }
         }
         for url in plan.distributionPoints {
-            if let failure = cache.failure(url) {
+            if case .failure(let refusal) = policy.target(url) {
+                reasons.append("\(url): not fetched: \(refusal)")
+            } else if let failure = cache.failure(url) {
                 reasons.append("\(url): \(failure.error)")
             } else if let item = cache.item(url), case .crl(let crl) = item.value, crl.isIssued(by: link.issuer.pointer),
                 let next = crl.nextUpdate
@@ -166,7 +176,7 @@ struct Revocation {
 
     private func startCRL(_ url: String, link: Link) {
         cache.start(
-            url,
+            url, url: url, policy: policy, allowance: allowance,
             FetchCache.crlDownload(
                 url, issuer: link.issuer, timeout: Self.downloadTimeout(budget), maximumBytes: maximumBytes))
     }
@@ -196,9 +206,9 @@ struct Revocation {
         if let item = cache.item(query.key), case .ocsp(let answer) = item.value, answer.isCurrent { return }
         let maximumBytes = maximumBytes
         let timeout = Self.downloadTimeout(budget)
-        cache.start(query.key, refresh: false) {
+        cache.start(query.key, url: query.url, policy: policy, allowance: allowance, refresh: false) { target in
             let bytes = try HTTPFetch.post(
-                query.url, body: query.der, contentType: "application/ocsp-request", timeout: timeout,
+                target, body: query.der, contentType: "application/ocsp-request", timeout: timeout,
                 maximumBytes: maximumBytes)
             let answer = try verify(query, bytes)
             return FetchCache.Item(
@@ -207,6 +217,10 @@ struct Revocation {
     }
 
     // MARK: where a certificate says to look
+
+    /// Addresses of one kind looked at per certificate; a certificate that names more is
+    /// someone else's experiment, not a CA's.
+    static let maximumURLs = 4
 
     static func distributionPoints(_ certificate: OpaquePointer) -> [String] {
         guard let raw = X509_get_ext_d2i(certificate, NID_crl_distribution_points, nil, nil) else { return [] }
@@ -221,7 +235,7 @@ struct Revocation {
             else { continue }
             urls += httpURIs(fullName)
         }
-        return urls
+        return Array(urls.prefix(maximumURLs))
     }
 
     static func ocspURLs(_ certificate: OpaquePointer) -> [String] {
@@ -246,7 +260,7 @@ struct Revocation {
             else { continue }
             urls.append(uri)
         }
-        return urls
+        return Array(urls.prefix(maximumURLs))
     }
 
     private static func httpURIs(_ names: OpaquePointer) -> [String] {

@@ -35,6 +35,8 @@ public final class TrustStore: @unchecked Sendable {
     private let localCRLs: [CRLHandle]
     /// Downloads: CRLs, OCSP answers, CA certificates.
     let cache: FetchCache
+    /// Where downloads may go: the hosts the anchors and intermediates name, plus `FetchHosts`.
+    public let fetchPolicy: FetchPolicy
     private let maximumDownload: Int
     private let logger: Logger
 
@@ -42,13 +44,16 @@ public final class TrustStore: @unchecked Sendable {
     ///   - anchors: PEM files or directories of them (`*.pem`, `*.crt`): the trusted roots.
     ///   - intermediates: PEM files of intermediate CAs to use when a message does not carry them.
     ///   - crlDirectory: CRLs, PEM or DER, one or more per file.
+    ///   - fetchHosts: `FetchHosts`: hosts (or `host:port`) downloads may go to besides those the
+    ///     anchors and intermediates name, loopback and private addresses included.
     ///   - cacheDirectory: where fetched CRLs are kept across restarts (nil: memory only).
     ///   - gracePeriod: how long a CRL past its nextUpdate is still used (the reason says so).
     ///   - maximumDownload: the largest answer read from a CA's server, in bytes.
     ///   - retryAfter: the first back-off after a failed download (it doubles, up to 15 minutes).
     public init(
         anchors anchorPaths: [String], intermediates intermediatePaths: [String] = [], crlDirectory: String? = nil,
-        revocation: RevocationCheck, fetchTimeout: Int, cacheDirectory: String? = nil,
+        revocation: RevocationCheck, fetchTimeout: Int, fetchHosts: [String],
+        cacheDirectory: String? = nil,
         gracePeriod: TimeInterval, maximumDownload: Int = 64 << 20, retryAfter: TimeInterval = 30,
         logger: Logger = Logger(label: "smime-milter.trust")
     ) throws {
@@ -62,6 +67,7 @@ public final class TrustStore: @unchecked Sendable {
         self.logger = logger
         cache = FetchCache.at(cacheDirectory, backoffBase: retryAfter, logger: logger)
         var anchors: [Certificate] = []
+        var anchorHandles: [X509Handle] = []
         for path in try Self.expand(anchorPaths, kind: "trust anchor") {
             for handle in try X509Handle.load(pemFile: path) {
                 guard X509_STORE_add_cert(store, handle.pointer) == 1 else {
@@ -69,6 +75,7 @@ public final class TrustStore: @unchecked Sendable {
                     continue
                 }
                 anchors.append(try Certificate(handle.pointer))
+                anchorHandles.append(handle)
             }
         }
         guard !anchors.isEmpty else {
@@ -76,6 +83,13 @@ public final class TrustStore: @unchecked Sendable {
         }
         self.anchors = anchors
         intermediates = try Self.expand(intermediatePaths, kind: "intermediate").flatMap { try X509Handle.load(pemFile: $0) }
+        let configured = anchorHandles + intermediates
+        fetchPolicy = try FetchPolicy(fetchHosts: fetchHosts).naming(
+            configured.flatMap {
+                Revocation.distributionPoints($0.pointer) + Revocation.ocspURLs($0.pointer)
+                    + Revocation.caIssuerURLs($0.pointer)
+            })
+        cache.install(fetchPolicy)
         localCRLs = try crlDirectory.map { try Self.loadCRLs(directory: $0) } ?? []
     }
 
@@ -126,9 +140,11 @@ public final class TrustStore: @unchecked Sendable {
         let deadline = Date(timeIntervalSinceNow: TimeInterval(fetchTimeout))
         var untrusted = messageCertificates + intermediates.map(\.pointer)
         var fetchedIssuers: [X509Handle] = []
+        // One message starts a few downloads at most, whatever its certificates name.
+        let allowance = FetchCache.Allowance(FetchPolicy.downloadsPerMessage)
         var built = run(leaf: leaf, untrusted: untrusted)
         if revocation != .none && revocation != .crl && Self.missingIssuer(built.error), let last = built.chainPointers.last {
-            fetchedIssuers = issuers(of: last, until: deadline)
+            fetchedIssuers = issuers(of: last, until: deadline, allowance: allowance)
             if !fetchedIssuers.isEmpty {
                 untrusted += fetchedIssuers.map(\.pointer)
                 built = run(leaf: leaf, untrusted: untrusted)
@@ -144,7 +160,7 @@ public final class TrustStore: @unchecked Sendable {
         withExtendedLifetime(fetchedIssuers) {}
         let checker = Revocation(
             mode: revocation, budget: max(0, deadline.timeIntervalSinceNow), grace: gracePeriod,
-            maximumBytes: maximumDownload, cache: cache, localCRLs: localCRLs)
+            maximumBytes: maximumDownload, cache: cache, policy: fetchPolicy, allowance: allowance, localCRLs: localCRLs)
         let standings = checker.check(links) { [self] query, bytes in try verifyOCSP(query, bytes) }
         var notes: [String] = []
         var unknown: [String] = []
@@ -174,15 +190,19 @@ public final class TrustStore: @unchecked Sendable {
     }
 
     /// The CA certificates the certificate's CA-issuers addresses give (DER, or a certs-only
-    /// CMS), fetched once and kept for a day, waiting at most until `deadline`.
-    private func issuers(of certificate: OpaquePointer, until deadline: Date) -> [X509Handle] {
+    /// CMS), fetched once and kept for a day, waiting at most until `deadline`. Only where the
+    /// fetch rules allow: a chain whose CA-issuers address is on a host the province's own CA
+    /// certificates (or `FetchHosts`) name is one that can end at a configured anchor.
+    private func issuers(of certificate: OpaquePointer, until deadline: Date, allowance: FetchCache.Allowance)
+        -> [X509Handle]
+    {
         let urls = Revocation.caIssuerURLs(certificate)
         guard !urls.isEmpty else { return [] }
         let maximumBytes = maximumDownload
         let timeout = Revocation.downloadTimeout(TimeInterval(fetchTimeout))
         for url in urls where cache.item(url) == nil {
-            cache.start(url, refresh: false) {
-                let bytes = try HTTPFetch.get(url, timeout: timeout, maximumBytes: maximumBytes)
+            cache.start(url, url: url, policy: fetchPolicy, allowance: allowance, refresh: false) { target in
+                let bytes = try HTTPFetch.get(target, timeout: timeout, maximumBytes: maximumBytes)
                 let certificates = Self.parseCertificates(bytes)
                 guard !certificates.isEmpty else {
                     throw SMIMEError("\(url) did not answer with a certificate", code: .fetch, hint: "check the CA-issuers address")

@@ -142,15 +142,24 @@ public final class PKCS11Module: @unchecked Sendable {
     /// session of the module dies with it; their holders recover as after a token removal. Done
     /// at most once per `interval`, so an absent token does not restart the module per message.
     /// Returns whether it ran.
+    ///
+    /// A restart waits for the calls in flight to end, but at most `restartWait` seconds: a call
+    /// that hangs (a `C_Sign` on a stuck USB token) never returns, and the restart is then
+    /// skipped (false) rather than queued behind it for ever.
     func reinitialize(notWithin interval: TimeInterval) -> Bool {
-        callLock.write {
+        let done = callLock.write(within: Self.restartWait) { () -> Bool in
             guard Date().timeIntervalSince(lastReinitialization) >= interval else { return false }
             lastReinitialization = Date()
             restarts += 1
             _ = p11_kit_module_finalize(functions)
             return p11_kit_module_initialize(functions) == CKR_OK
         }
+        // nil: not restarted; the caller reports the token as not found, as without a restart.
+        return done ?? false
     }
+
+    /// Seconds a restart waits for calls in flight.
+    static let restartWait: TimeInterval = 2
 
     // MARK: raw calls, each turning CK_RV into TokenError
 
@@ -433,6 +442,18 @@ final class ReadWriteLock: @unchecked Sendable {
 
     func read<R>(_ body: () throws -> R) rethrows -> R {
         pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body()
+    }
+
+    /// `body` with the lock held for writing, or nil when readers still hold it after `seconds`.
+    func write<R>(within seconds: TimeInterval, _ body: () throws -> R) rethrows -> R? {
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        let nanoseconds = Int(deadline.tv_nsec) + Int(seconds.truncatingRemainder(dividingBy: 1) * 1e9)
+        deadline.tv_sec += Int(seconds) + nanoseconds / 1_000_000_000
+        deadline.tv_nsec = nanoseconds % 1_000_000_000
+        guard pthread_rwlock_timedwrlock(lock, &deadline) == 0 else { return nil }
         defer { pthread_rwlock_unlock(lock) }
         return try body()
     }

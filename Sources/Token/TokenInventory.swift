@@ -50,7 +50,7 @@ public enum TokenInventory {
     /// Lists every module (the registered ones, or the one at `modulePath`) and what is on its
     /// tokens. With a PIN for a token (by label), logs in so that private keys show too; that
     /// login goes through `pinGuard` like the daemon's.
-    public static func list(modulePath: String?, pins: [String: PINSource] = [:], pinGuard: PINGuard = .at(nil))
+    public static func list(modulePath: String?, pins: [String: PINSource] = [:], pinGuard: PINGuard)
         throws -> [Module]
     {
         let modules = try modulePath.map { [try PKCS11Module.load(path: $0)] } ?? PKCS11Module.registered()

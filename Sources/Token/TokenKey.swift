@@ -66,6 +66,11 @@ public final class TokenKey: @unchecked Sendable {
     private(set) var peakSessions = 1
     private var generation = 0
     private var poolLimit: Int
+    /// A signer is finding the token again, outside the lock; the others wait for its answer.
+    private var finding = false
+    /// Counts attempts at finding the token again; the last failed one and its error.
+    private var findAttempt = 0
+    private var findFailure: (Int, any Error)?
 
     /// Finds the key named by `uri`, logs in and reads its certificate.
     ///
@@ -82,7 +87,7 @@ public final class TokenKey: @unchecked Sendable {
     ///     directory; the default remembers refusals in this process only).
     public init(
         uri: PKCS11URI, modulePath: String? = nil, poolSize: Int = 2, waitTimeout: TimeInterval = 10,
-        moduleRestartInterval: TimeInterval = 5, lookingAgain: Bool = false, pinGuard: PINGuard = .at(nil),
+        moduleRestartInterval: TimeInterval = 5, lookingAgain: Bool = false, pinGuard: PINGuard,
         logger: Logger = Logger(label: "smime-milter.token")
     ) throws {
         self.moduleRestartInterval = moduleRestartInterval
@@ -252,30 +257,44 @@ public final class TokenKey: @unchecked Sendable {
         }
     }
 
+    /// A logged-in session, waiting up to `waitTimeout` for one. The lock guards the pool's
+    /// state only: finding the token again (login, a module restart), opening and closing
+    /// sessions all happen with it released, so that a slow or hung token call holds up no
+    /// other signer's bookkeeping. One signer finds the token again; the others wait for its
+    /// answer (every waiting signer needs the same one).
     func acquire() throws -> Lease {
         let deadline = Date(timeIntervalSinceNow: waitTimeout)
         condition.lock()
         defer { condition.unlock() }
         while true {
             if binding == nil {
-                // Found again under the lock: every waiting signer needs the same answer.
-                let found = try Self.find(
-                    uri: uri, modulePath: modulePath, pin: pin, pinGuard: pinGuard, generation: generation,
-                    restartInterval: moduleRestartInterval)
-                if let certificate {
-                    let current = try? Self.certificate(module: found.binding.module, session: found.session, id: id)
-                    guard current == certificate else {
-                        found.binding.module.closeSession(found.session, incarnation: found.binding.incarnation)
-                        throw TokenError(
-                            .unavailable, operation: "finding token \(tokenLabel) again",
-                            detail: "the token came back with a different certificate for this key; "
-                                + "reload smime-milter (systemctl reload smime-milter) to use the new one")
+                if finding {
+                    let attempt = findAttempt
+                    while finding && findAttempt == attempt {
+                        if !condition.wait(until: deadline) { throw sessionTimeout() }
                     }
+                    if binding == nil, let failure = findFailure, failure.0 == attempt { throw failure.1 }
+                    continue
                 }
-                binding = found.binding
-                idle.append(found.session)
-                open += 1
-                logger.info("token found again", metadata: ["token.label": "\(tokenLabel)"])
+                finding = true
+                findAttempt += 1
+                let attempt = findAttempt
+                let generation = generation
+                condition.unlock()
+                let result = Result { try findAgain(generation: generation) }
+                condition.lock()
+                finding = false
+                condition.broadcast()
+                switch result {
+                case .success(let found):
+                    binding = found.binding
+                    idle.append(found.session)
+                    open += 1
+                    logger.info("token found again", metadata: ["token.label": "\(tokenLabel)"])
+                case .failure(let error):
+                    findFailure = (attempt, error)
+                    throw error
+                }
             }
             let current = binding!
             if current.incarnation != current.module.incarnation {
@@ -290,52 +309,82 @@ public final class TokenKey: @unchecked Sendable {
                 return Lease(session: session, binding: current)
             }
             if open < poolLimit {
-                do {
-                    let session = try current.module.openSession(slot: current.slot)
-                    open += 1
+                open += 1  // reserved while the session opens outside the lock
+                condition.unlock()
+                let opened = Result { try current.module.openSession(slot: current.slot) }
+                condition.lock()
+                switch opened {
+                case .success(let session):
                     peakSessions = max(peakSessions, open)
                     return Lease(session: session, binding: current)
-                } catch let error as TokenError where error.returnValueName == "CKR_SESSION_COUNT" && open > 0 {
+                case .failure(let error as TokenError) where error.returnValueName == "CKR_SESSION_COUNT" && open > 1:
                     // Other programs (or other keys) hold the token's other sessions: use the ones
                     // this key has, and wait for them instead of failing a message.
+                    open -= 1
                     logger.warning(
                         "the token allows no more sessions; the pool keeps the \(open) it has",
                         metadata: ["token.label": "\(tokenLabel)"])
                     poolLimit = open
                     continue
+                case .failure(let error):
+                    open -= 1
+                    condition.broadcast()
+                    throw error
                 }
             }
-            if !condition.wait(until: deadline) {
-                throw TokenError(
-                    .timeout, operation: "waiting for a session on token \(tokenLabel)",
-                    detail: "all \(poolLimit) sessions stayed busy for \(waitTimeout) s; "
-                        + "raise the pool size or spread the load over more tokens")
-            }
+            if !condition.wait(until: deadline) { throw sessionTimeout() }
         }
     }
 
-    func release(_ lease: Lease, broken: Bool) {
-        condition.lock()
-        defer {
-            condition.broadcast()
-            condition.unlock()
+    private func sessionTimeout() -> TokenError {
+        TokenError(
+            .timeout, operation: "waiting for a session on token \(tokenLabel)",
+            detail: "all \(poolLimit) sessions stayed busy for \(waitTimeout) s; "
+                + "raise the pool size or spread the load over more tokens")
+    }
+
+    /// Finds the token and key again (login included) and checks that the certificate is the
+    /// one this key was made with. Runs without the lock.
+    private func findAgain(generation: Int) throws -> Found {
+        let found = try Self.find(
+            uri: uri, modulePath: modulePath, pin: pin, pinGuard: pinGuard, generation: generation,
+            restartInterval: moduleRestartInterval)
+        if let certificate {
+            let current = try? Self.certificate(module: found.binding.module, session: found.session, id: id)
+            guard current == certificate else {
+                found.binding.module.closeSession(found.session, incarnation: found.binding.incarnation)
+                throw TokenError(
+                    .unavailable, operation: "finding token \(tokenLabel) again",
+                    detail: "the token came back with a different certificate for this key; "
+                        + "reload smime-milter (systemctl reload smime-milter) to use the new one")
+            }
         }
+        return found
+    }
+
+    func release(_ lease: Lease, broken: Bool) {
+        var closing: [CK_SESSION_HANDLE] = []
+        condition.lock()
         let current = binding?.generation
         if broken && current == lease.binding.generation {
             // The first signer to see the failure drops the binding; sessions of that
             // generation are closed as they come back.
-            for session in idle { lease.binding.module.closeSession(session, incarnation: lease.binding.incarnation) }
+            closing += idle
             open -= idle.count
             idle.removeAll()
             binding = nil
             generation += 1
         }
         if broken || current != lease.binding.generation {
-            lease.binding.module.closeSession(lease.session, incarnation: lease.binding.incarnation)
+            closing.append(lease.session)
             open -= 1
         } else {
             idle.append(lease.session)
         }
+        condition.broadcast()
+        condition.unlock()
+        // Closed outside the lock: a close is a token call too.
+        for session in closing { lease.binding.module.closeSession(session, incarnation: lease.binding.incarnation) }
     }
 
     // MARK: finding the token and the key

@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+import Synchronization
 
 /// Threads of their own for the blocking calls to one token, so that whoever needs a signature
 /// can stop waiting for it.
@@ -55,6 +56,26 @@ public final class TokenWorkers: @unchecked Sendable {
         self.stuckAfter = stuckAfter
         self.idleExit = idleExit
         self.logger = logger
+    }
+
+    private static let registry = Mutex<[String: TokenWorkers]>([:])
+
+    /// The workers of one token for the whole process: every configuration (reloads included)
+    /// and every key on the token share them, so that a hung token holds at most `threads`
+    /// threads however often the configuration is reloaded, and a reload finds it known stuck.
+    /// - Parameter token: what identifies the token (module and token attributes of its URI).
+    public static func shared(
+        token: String, name: String, threads: Int, stuckAfter: TimeInterval, logger: Logger
+    ) -> TokenWorkers {
+        // A changed pool size or timeout is a new set of workers; the old one's threads end
+        // after a minute idle (or with the call they are stuck in).
+        let key = "\(token)\u{1f}\(threads)\u{1f}\(stuckAfter)"
+        return registry.withLock { all in
+            if let existing = all[key] { return existing }
+            let made = TokenWorkers(name: name, threads: threads, stuckAfter: stuckAfter, logger: logger)
+            all[key] = made
+            return made
+        }
     }
 
     /// Runs `work` on a token thread and returns its result, or throws `timeout` at `deadline`,

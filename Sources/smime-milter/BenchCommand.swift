@@ -23,6 +23,12 @@ struct TokenBench: ParsableCommand {
     @Option(name: .long, help: "Sessions in the pool.")
     var poolSize: Int = 2
 
+    @Option(name: .long, help: "Take StateDirectory (where refused PINs are recorded) from this configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Where refused PINs are recorded (default: the configuration's StateDirectory).")
+    var stateDirectory: String?
+
     @Option(name: .long, help: "Seconds per measurement.")
     var seconds: Double = 2
 
@@ -31,7 +37,9 @@ struct TokenBench: ParsableCommand {
 
     func run() throws {
         let uri = try PKCS11URI(parsing: key)
-        let tokenKey = try TokenKey(uri: uri, modulePath: module, poolSize: poolSize)
+        let tokenKey = try TokenKey(
+            uri: uri, modulePath: module, poolSize: poolSize,
+            pinGuard: CommandPINGuard.make(config: config, stateDirectory: stateDirectory))
         let chosen = try scheme.map { name in
             guard let value = SignatureScheme(rawValue: name) else { throw ValidationError("unknown scheme \(name)") }
             return value

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Gateway
 import SMIME
 
 /// What the revocation cache holds, what failed and when it is tried again; refresh on demand.
@@ -27,7 +28,17 @@ struct CRLCommand: ParsableCommand {
             "crl-cache", given: directory, config: config, command: "crl",
             missing: "the daemon creates it with the first CRL it fetches")
         if refresh {
-            let outcomes = CRLCache.refresh(directory: cache)
+            // The fetch rules are the configuration's: its trust anchors and FetchHosts.
+            let configuration: Configuration
+            let trust: TrustStore
+            do {
+                configuration = try Configuration.load(path: config)
+                trust = try SignerLoader.trustStore(configuration)
+            } catch {
+                printError("smime-milter crl --refresh: \(error) (the fetch rules come from the configuration's TrustAnchors and FetchHosts)")
+                throw ExitCode(exitUsage)
+            }
+            let outcomes = CRLCache.refresh(directory: cache, trust: trust, timeout: configuration.crlFetchTimeout * 3)
             for (url, outcome) in outcomes { print("\(url): \(outcome)") }
             if outcomes.isEmpty { print("nothing cached to refresh in \(cache)") }
             if outcomes.contains(where: { $0.outcome.hasPrefix("failed") }) { throw ExitCode(1) }

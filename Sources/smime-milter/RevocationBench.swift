@@ -26,6 +26,9 @@ struct RevocationBench: ParsableCommand {
     @Option(name: .long, help: "Seconds a message may wait for revocation data.")
     var fetchTimeout: Int = 2
 
+    @Option(name: .long, help: "Host or host:port to fetch from besides those the trust anchor names (repeatable; as FetchHosts).")
+    var fetchHost: [String] = []
+
     @Option(name: .long, help: "Seconds to measure the rate for.")
     var seconds: Double = 2
 
@@ -40,6 +43,7 @@ struct RevocationBench: ParsableCommand {
         let verifier = Verifier(
             trust: try TrustStore(
                 anchors: [trust], crlDirectory: crlDirectory, revocation: check, fetchTimeout: fetchTimeout,
+                fetchHosts: fetchHost,
                 gracePeriod: TimeInterval(Configuration().crlGracePeriod)),
             signingTimeSkew: TimeInterval(Configuration().signingTimeSkew),
             allowSHA1Signatures: Configuration().allowSHA1Signatures)

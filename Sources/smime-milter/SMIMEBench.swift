@@ -20,6 +20,12 @@ struct SMIMEBench: ParsableCommand {
     @Option(name: .long, help: "Intermediate CA PEM file to include.")
     var chain: String?
 
+    @Option(name: .long, help: "Take StateDirectory (where refused PINs are recorded) from this configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Where refused PINs are recorded (default: the configuration's StateDirectory).")
+    var stateDirectory: String?
+
     @Option(name: .long, help: "Trust anchor PEM file for verification.")
     var trust: String
 
@@ -30,13 +36,15 @@ struct SMIMEBench: ParsableCommand {
     var opensslRounds: Int = 20
 
     func run() throws {
-        let tokenKey = try TokenKey(uri: PKCS11URI(parsing: key), modulePath: module)
+        let tokenKey = try TokenKey(
+            uri: PKCS11URI(parsing: key), modulePath: module,
+            pinGuard: CommandPINGuard.make(config: config, stateDirectory: stateDirectory))
         let signer = try TokenSigner(key: tokenKey, chainFile: chain)
         // The key table's defaults, as a configuration that sets none of these would have.
         let defaults = Configuration()
         let verifier = Verifier(
             trust: try TrustStore(
-                anchors: [trust], revocation: .none, fetchTimeout: defaults.crlFetchTimeout,
+                anchors: [trust], revocation: .none, fetchTimeout: defaults.crlFetchTimeout, fetchHosts: [],
                 gracePeriod: TimeInterval(defaults.crlGracePeriod)),
             signingTimeSkew: TimeInterval(defaults.signingTimeSkew),
             allowSHA1Signatures: defaults.allowSHA1Signatures)

@@ -61,6 +61,9 @@ struct SignCommand: ParsableCommand {
     @Option(name: .long, help: "Digest: sha-256, sha-384 or sha-512.")
     var digest: String = "sha-256"
 
+    @Option(name: .long, help: "Where refused PINs are recorded (default: the configuration's StateDirectory).")
+    var stateDirectory: String?
+
     @Option(name: .long, help: "Signature scheme: rsa, rsa-pss or ecdsa (default: the key's).")
     var scheme: String?
 
@@ -94,10 +97,13 @@ struct SignCommand: ParsableCommand {
                     throw CommandFailure("no signing table entry matches \(from ?? "the message's From address"); nothing to sign with")
                 }
                 digestAlgorithm = configuration.digestAlgorithm
-                signer = try SignerLoader.signer(for: entry, configuration: configuration)
+                var guarded = configuration
+                if let stateDirectory { guarded.stateDirectory = stateDirectory }
+                signer = try SignerLoader.signer(for: entry, configuration: guarded)
             } else if let key {
                 signer = try SignerLoader.signer(
                     key: key, certificate: cert, chain: chain, modulePath: module, scheme: chosen,
+                    pinGuard: CommandPINGuard.make(config: nil, stateDirectory: stateDirectory),
                     certificateOption: "--cert FILE")
             } else {
                 throw CommandFailure("give --config FILE (signing table) or --key")
@@ -145,6 +151,9 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds to wait in total for revocation data.")
     var fetchTimeout: Int = 5
 
+    @Option(name: .long, help: "Host or host:port to fetch from besides those the trust anchors name (repeatable; as FetchHosts).")
+    var fetchHost: [String] = []
+
     @Option(name: .long, help: "The authserv-id written into Authentication-Results.")
     var authservID: String = "localhost"
 
@@ -174,7 +183,8 @@ struct VerifyCommand: ParsableCommand {
                 verifier = Verifier(
                     trust: try TrustStore(
                         anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check,
-                        fetchTimeout: fetchTimeout, gracePeriod: TimeInterval(configuration.crlGracePeriod)),
+                        fetchTimeout: fetchTimeout, fetchHosts: fetchHost,
+                        gracePeriod: TimeInterval(configuration.crlGracePeriod)),
                     signingTimeSkew: TimeInterval(configuration.signingTimeSkew),
                     allowSHA1Signatures: configuration.allowSHA1Signatures)
             }

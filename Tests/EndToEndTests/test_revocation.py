@@ -52,7 +52,8 @@ def test_a_silent_ca_costs_one_message_the_budget_and_fetched_lists_survive_a_re
         "From: vanphong.ubnd@dienbien.gov.vn\r\nTo: stttt@stttt.dienbien.gov.vn\r\nSubject: Thông báo\r\n\r\n"
         "Nội dung.\r\n").encode())
     revoked = signed(pki, "revoked", "thuhoi@dienbien.gov.vn")
-    lines = [f"TrustAnchors {pki}/ca/root.pem", "RevocationCheck crl+fetch", "CRLFetchTimeout 2"]
+    lines = [f"TrustAnchors {pki}/ca/root.pem", "RevocationCheck crl+fetch", "CRLFetchTimeout 2",
+             "FetchHosts 127.0.0.1:18080, 127.0.0.1:18081"]
 
     listener = silent_server(18080)
     daemon = Daemon(tmp_path / "milter", lines).start()

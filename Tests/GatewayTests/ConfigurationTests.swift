@@ -29,6 +29,7 @@ import Token
             SigningTimeSkew   7200
             HeaderLanguage    vi
             CRLFetchTimeout   3
+            FetchHosts        crl.internal.example, 10.20.0.5:8080
             DigestAlgorithm   sha-384
             OnSignFailure     reject
             OnBadSignature    quarantine
@@ -65,6 +66,7 @@ import Token
         #expect(configuration.crlGracePeriod == 3600 && configuration.signingTimeSkew == 7200)
         #expect(configuration.headerLanguage == .vi)
         #expect(configuration.crlFetchTimeout == 3)
+        #expect(configuration.fetchHosts == ["crl.internal.example", "10.20.0.5:8080"])
         #expect(configuration.digestAlgorithm == .sha384)
         #expect(configuration.onSignFailure == .reject)
         #expect(configuration.onBadSignature == .quarantine)
@@ -96,6 +98,7 @@ import Token
 
     @Test(arguments: [
         ("Sokcet local:/x", 1, "unknown key 'Sokcet'", "Socket"),
+        ("FetchHosts ca.example:http", 1, "FetchHosts entry 'ca.example:http' is not a host", "optionally with :port"),
         ("Mode sign", 1, "Mode 'sign' is unknown", "use s, v or sv"),
         ("\nSignBounces maybe", 2, "'maybe' is not a boolean", "yes or no"),
         ("MaximumSignSize lots", 1, "'lots' is not a size", "50M"),

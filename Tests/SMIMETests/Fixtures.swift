@@ -25,7 +25,7 @@ enum Fixtures {
     }
 
     static func tokenSigner(_ token: String, _ object: String, scheme: SignatureScheme? = nil) throws -> TokenSigner {
-        let key = try TokenKey(uri: PKCS11URI(parsing: pki.keyURI(token: token, object: object)), modulePath: pki.softHSMModule)
+        let key = try TokenKey(uri: PKCS11URI(parsing: pki.keyURI(token: token, object: object)), modulePath: pki.softHSMModule, pinGuard: .at(nil))
         return try TokenSigner(key: key, chainFile: pki.path("ca/chain.pem"), scheme: scheme)
     }
 
@@ -51,7 +51,8 @@ enum Fixtures {
         Verifier(
             trust: try TrustStore(
                 anchors: [pki.path("ca/root.pem")], crlDirectory: pki.path("crl"), revocation: revocation,
-                fetchTimeout: fetchTimeout, gracePeriod: 86400),
+                fetchTimeout: fetchTimeout, fetchHosts: TestPKI.fetchHosts,
+                gracePeriod: 86400),
             signingTimeSkew: 3600, allowSHA1Signatures: false)
     }
 

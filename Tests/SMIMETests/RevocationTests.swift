@@ -28,7 +28,8 @@ import Testing
         Verifier(
             trust: try TrustStore(
                 anchors: [pki.path("ca/root.pem")], intermediates: intermediates ? [pki.path("ca/chain.pem")] : [],
-                crlDirectory: crlDirectory, revocation: mode, fetchTimeout: budget, cacheDirectory: cacheDirectory,
+                crlDirectory: crlDirectory, revocation: mode, fetchTimeout: budget, fetchHosts: TestPKI.fetchHosts,
+                cacheDirectory: cacheDirectory,
                 gracePeriod: grace, maximumDownload: maximumDownload),
             signingTimeSkew: 3600, allowSHA1Signatures: false)
     }
@@ -95,6 +96,7 @@ import Testing
             TrustAnchors     \(pki.path("ca/root.pem"))
             RevocationCheck  crl+fetch
             CRLFetchTimeout  2
+            FetchHosts       \(TestPKI.fetchHosts.joined(separator: ", "))
             StateDirectory   \(state)
             """.write(toFile: configuration, atomically: true, encoding: .utf8)
         func verify(_ message: [UInt8]) throws -> String {

@@ -136,7 +136,7 @@ import Testing
         let module = try pki.privateHardwareModule("sessions")
         try TestPKI.setControl(module: module, token: "HW-Slow", "max_sessions", "1")
         try TestPKI.setControl(module: module, token: "HW-Slow", "latency_ms", "20")
-        let key = try TokenKey(uri: uri("HW-Slow"), modulePath: module, poolSize: 4)
+        let key = try TokenKey(uri: uri("HW-Slow"), modulePath: module, poolSize: 4, pinGuard: .at(nil))
         #expect(key.poolSize == 1)
         let results = Results()
         let group = DispatchGroup()
@@ -157,10 +157,32 @@ import Testing
 
     /// A hung token: the first caller gives up at its deadline, later callers fail at once, and
     /// when the token answers again signing resumes by itself. Another token signs meanwhile.
+    /// A module restart (to find a lost token) waits for the calls in flight; behind a C_Sign
+    /// that hangs it gives up after a bounded wait instead of queueing for ever, and the other
+    /// token's signer keeps signing meanwhile.
+    @Test func aModuleRestartDoesNotWaitForEverBehindAHungCall() throws {
+        let module = try pki.privateHardwareModule("restart-hang")
+        let hung = try TokenKey(uri: uri("HW-Hang"), modulePath: module, poolSize: 1, pinGuard: .at(nil))
+        let other = try TokenKey(uri: uri("HW-Unit-B"), modulePath: module, poolSize: 1, pinGuard: .at(nil))
+        let workers = TokenWorkers(name: "HW-Hang", threads: 1, stuckAfter: 30)
+        let data = data
+        try TestPKI.setControl(module: module, token: "HW-Hang", "hang", "")
+        defer { try? TestPKI.setControl(module: module, token: "HW-Hang", "hang", nil) }
+        #expect(throws: TokenError.self) {
+            try workers.run(until: Date(timeIntervalSinceNow: 0.3)) { try hung.sign(data) }
+        }
+        let loaded = try PKCS11Module.load(path: module)
+        let start = Date()
+        #expect(!loaded.reinitialize(notWithin: 0), "not restarted under a hung call")
+        let took = Date().timeIntervalSince(start)
+        #expect(took < PKCS11Module.restartWait + 1, "\(took) s")
+        _ = try other.sign(data)
+    }
+
     @Test func aHungTokenFailsFastAndRecoversWhileAnotherTokenSigns() throws {
         let module = try pki.privateHardwareModule("hang")
-        let hung = try TokenKey(uri: uri("HW-Hang"), modulePath: module, poolSize: 1)
-        let other = try TokenKey(uri: uri("HW-Unit-B"), modulePath: module, poolSize: 1)
+        let hung = try TokenKey(uri: uri("HW-Hang"), modulePath: module, poolSize: 1, pinGuard: .at(nil))
+        let other = try TokenKey(uri: uri("HW-Unit-B"), modulePath: module, poolSize: 1, pinGuard: .at(nil))
         let hungWorkers = TokenWorkers(name: "HW-Hang", threads: 1, stuckAfter: 0.4)
         let otherWorkers = TokenWorkers(name: "HW-Unit-B", threads: 1, stuckAfter: 0.4)
         let data = data
@@ -203,7 +225,7 @@ import Testing
     /// "unavailable" while it is out, and the key signs again once it is back.
     @Test func aTokenPulledOutAndPutBackSignsAgain() throws {
         let module = try pki.privateHardwareModule("pull")
-        let key = try TokenKey(uri: uri("HW-Pull"), modulePath: module, moduleRestartInterval: 0)
+        let key = try TokenKey(uri: uri("HW-Pull"), modulePath: module, moduleRestartInterval: 0, pinGuard: .at(nil))
         _ = try key.sign(data)
         try TestPKI.setControl(module: module, token: "HW-Pull", "removed", "")
         #expect {
