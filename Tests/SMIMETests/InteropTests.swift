@@ -28,7 +28,7 @@ import Token
     func ourSignatureVerifiesInOpenSSLGpgsmAndNSS(key: Key, message: String) throws {
         let signer = try Fixtures.tokenSigner(key.token, key.object, scheme: key.scheme)
         let signed = try Signing.sign(message: Fixtures.corpus(message), signer: signer)
-        let tools = Fixtures.tools
+        let tools = try Fixtures.tools
 
         let openssl = try tools.opensslVerify(message: signed)
         #expect(openssl.ok, "openssl cms: \(openssl.output)")

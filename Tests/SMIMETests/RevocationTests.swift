@@ -12,11 +12,12 @@ import Testing
 /// The test PKI's certificates name 127.0.0.1:18080 (CRLs, CA issuers) and :18081 (OCSP), so the
 /// tests of this suite run one after another and own those two ports.
 @Suite(.serialized) struct RevocationTests {
-    let pki = TestPKI.shared
+    let pki: TestPKI
     let good: [UInt8]
     let revoked: [UInt8]
 
     init() throws {
+        pki = try TestPKI.shared
         good = try Fixtures.signed(by: "vanphong", from: "vanphong.ubnd@dienbien.gov.vn")
         revoked = try Fixtures.signed(by: "revoked", from: "thuhoi@dienbien.gov.vn")
     }

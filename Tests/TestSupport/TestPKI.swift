@@ -8,13 +8,13 @@ public final class TestPKI: Sendable {
     public let softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
     public let pin = "123456"
 
-    public static let shared: TestPKI = {
-        do {
-            return try TestPKI()
-        } catch {
-            fatalError("creating the test PKI failed: \(error)")
-        }
-    }()
+    /// Made on first use; if that fails, every test that uses it fails with the script's output
+    /// (the test process goes on).
+    public static var shared: TestPKI {
+        get throws { try sharedResult.get() }
+    }
+
+    private static let sharedResult = Result { try TestPKI() }
 
     private init() throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent(

@@ -9,8 +9,12 @@ import Testing
 /// (`Tests/HardwareToken/hwtoken.c`): PIN counters that lock, flags, slowness, hangs, removal.
 /// Each test loads a private instance of the module and owns the token it changes.
 @Suite struct HardwareTokenTests {
-    let pki = TestPKI.shared
+    let pki: TestPKI
     let data = Array("signed attributes stand-in".utf8)
+
+    init() throws {
+        pki = try TestPKI.shared
+    }
 
     func uri(_ token: String, pinFile: String? = nil) throws -> PKCS11URI {
         try PKCS11URI(
