@@ -93,6 +93,10 @@ public final class TestPKI: Sendable {
         for token in try FileManager.default.contentsOfDirectory(atPath: path("hwtoken/control")) {
             try FileManager.default.createDirectory(
                 atPath: directory + "/control/" + token, withIntermediateDirectories: true)
+            // The counters start at 0 in files of their own: `counter` refuses a missing one.
+            for counter in Self.counters {
+                try "0".write(toFile: directory + "/control/" + token + "/" + counter, atomically: true, encoding: .utf8)
+            }
         }
         return module
     }
@@ -112,11 +116,20 @@ public final class TestPKI: Sendable {
         }
     }
 
-    /// A counter the hardware-like token keeps (`login_calls`, `wrong_logins`, `signs`, `pin_failures`).
-    public static func counter(module: String, token: String, _ name: String) -> Int {
+    /// The counters the hardware-like token keeps.
+    public static let counters = ["login_calls", "wrong_logins", "signs", "pin_failures"]
+
+    /// A counter the hardware-like token keeps (one of `counters`). A counter file that is
+    /// missing or holds no number is an error: read as 0, a wrong control folder would make
+    /// every "no login happened" check pass.
+    public static func counter(module: String, token: String, _ name: String) throws -> Int {
         let file = control(module: module, token: token) + "/" + name
-        let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? "0"
-        return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        guard let value = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw NSError(
+                domain: "TestPKI", code: 2, userInfo: [NSLocalizedDescriptionKey: "the counter \(file) holds '\(text)', no number"])
+        }
+        return value
     }
 
     /// A fresh temporary directory for one test.
