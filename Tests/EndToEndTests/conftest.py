@@ -18,6 +18,15 @@ REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("SMIME_MILTER", REPO / ".build" / "debug" / "smime-milter"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sanitized_binary():
+    """Under `make test-asan` (SMIME_MILTER_SANITIZED set) the daemon under test is the one built
+    with AddressSanitizer, named by SMIME_MILTER, or every test fails saying so."""
+    if os.environ.get("SMIME_MILTER_SANITIZED"):
+        assert os.environ.get("SMIME_MILTER"), "SMIME_MILTER_SANITIZED is set but SMIME_MILTER names no binary"
+        assert b"AddressSanitizer" in BINARY.read_bytes(), f"{BINARY} is not built with AddressSanitizer"
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
     """The test CA, certificates and SoftHSM tokens of scripts/make-test-pki.sh."""

@@ -74,12 +74,23 @@ public final class TestPKI: Sendable {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    /// The `smime-milter` executable built beside the test bundle.
-    public static let executable: String = {
-        let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let candidate = products.appendingPathComponent("smime-milter").path
-        return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : repositoryRoot + "/.build/debug/smime-milter"
-    }()
+    /// The `smime-milter` executable built beside the test bundle, and no other: the sanitized
+    /// test bundle must run the sanitized daemon, never fall back on another build.
+    public static var executable: String {
+        get throws {
+            let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            let candidate = products.appendingPathComponent("smime-milter").path
+            guard FileManager.default.isExecutableFile(atPath: candidate) else {
+                throw NSError(
+                    domain: "TestPKI", code: 3,
+                    userInfo: [
+                        NSLocalizedDescriptionKey:
+                            "no smime-milter beside the test bundle at \(candidate); build it with the tests (swift build --build-tests)"
+                    ])
+            }
+            return candidate
+        }
+    }
 
     /// A private instance of the hardware-like token module (`Tests/HardwareToken/hwtoken.c`):
     /// its own copy of the library and of SoftHSM under it, and its own control directory, so
