@@ -17,7 +17,7 @@ import Testing
         try table.write(toFile: directory + "/signing-table", atomically: true, encoding: .utf8)
         // A PKCS11Module line of the test's own replaces the usual one.
         let module = extra.hasPrefix("PKCS11Module") ? "# PKCS11Module given below" : "PKCS11Module    \(pki.softHSMModule)"
-        // Local CRLs only: the test certificates name 127.0.0.1:18080, which RevocationTests own
+        // Local CRLs only: the test certificates name 127.0.0.1:crlPort, which RevocationTests own
         // while these tests run beside them.
         try """
             SigningTable    \(directory)/signing-table

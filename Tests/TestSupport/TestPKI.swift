@@ -7,6 +7,11 @@ public final class TestPKI: Sendable {
     public let directory: String
     public let softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
     public let pin = "123456"
+    /// The port of the CA's web server (CRLs, CA issuers) and of its OCSP responder on 127.0.0.1
+    /// that the test certificates name, chosen free when the PKI is made: test runs beside each
+    /// other each have their own.
+    public let crlPort: UInt16
+    public let ocspPort: UInt16
 
     /// Made on first use; if that fails, every test that uses it fails with the script's output
     /// (the test process goes on).
@@ -21,11 +26,40 @@ public final class TestPKI: Sendable {
             "smime-milter-test-\(getpid())-\(UUID().uuidString.prefix(8))")
         directory = base.path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let result = try TestPKI.run(["bash", TestPKI.repositoryRoot + "/scripts/make-test-pki.sh", directory])
+        crlPort = try Self.freePort(avoiding: [])
+        ocspPort = try Self.freePort(avoiding: [crlPort])
+        let result = try TestPKI.run(
+            ["bash", TestPKI.repositoryRoot + "/scripts/make-test-pki.sh", directory],
+            environment: [
+                "CRL_BASE_URL": "http://127.0.0.1:\(crlPort)/crl", "CA_BASE_URL": "http://127.0.0.1:\(crlPort)/ca",
+                "OCSP_URL": "http://127.0.0.1:\(ocspPort)/",
+            ])
         guard result.status == 0 else {
             throw NSError(domain: "TestPKI", code: Int(result.status), userInfo: [NSLocalizedDescriptionKey: result.output])
         }
         setenv("SOFTHSM2_CONF", directory + "/softhsm2.conf", 1)
+    }
+
+    /// A port no one listens on at 127.0.0.1, below the kernel's range for outgoing connections
+    /// (32768 and up), where no client connection takes it meanwhile.
+    static func freePort(avoiding taken: [UInt16]) throws -> UInt16 {
+        for _ in 0..<200 {
+            let port = UInt16.random(in: 20000..<32000)
+            if taken.contains(port) { continue }
+            let socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(socketDescriptor) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(socketDescriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            if bound == 0 { return port }
+        }
+        throw NSError(domain: "TestPKI", code: 4, userInfo: [NSLocalizedDescriptionKey: "no free port on 127.0.0.1 in 20000-31999"])
     }
 
     /// The repository's top folder, found from this source file's location.
