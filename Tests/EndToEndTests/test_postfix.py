@@ -172,7 +172,7 @@ def test_mail_while_the_token_is_gone_is_deferred_then_delivered_signed(setup, p
     deadline = time.time() + 90
     while postfix.log().count("status=sent") - postfix.delivered_before < 1 and time.time() < deadline:
         postfix.kick()
-        time.sleep(2)
+        time.sleep(5)
     [delivered] = wait_for_messages(postfix, sink, 1, timeout=90)
     verify_with_openssl_and_gpgsm(pki, delivered, tmp_path)
 
