@@ -44,11 +44,11 @@ test: test-deps
 	$(MAKE) test-deb
 
 # The Swift tests and the end-to-end tests that drive the daemon, under AddressSanitizer with
-# leak detection: no leak and no memory error in our code (Tests/lsan.supp lists the libraries'
-# own, each with why). SMIME_MILTER_SANITIZED makes the end-to-end fixtures refuse any other
+# leak detection: no leak and no memory error in our code (Tests/lsan.supp and Tests/asan.supp
+# list the libraries' own, each with why). SMIME_MILTER_SANITIZED makes the end-to-end fixtures refuse any other
 # binary than the sanitized one and read its sanitizer reports. The Swift backtracer is off: under
 # AddressSanitizer it can wait for ever on a crashed test process.
-SANITIZED := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+SANITIZED := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:suppressions=$(CURDIR)/Tests/asan.supp \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan.supp:print_suppressions=0 SWIFT_BACKTRACE=enable=no
 SANITIZED_END_TO_END := test_milter.py test_hardware_tokens.py test_report.py test_revocation.py test_postfix.py
 test-asan: test-deps
