@@ -84,6 +84,10 @@ public final class TestPKI: Sendable {
         "pkcs11:token=\(token);object=\(object);type=private?pin-source=file:\(pinFile(token: token))"
     }
 
+    /// SIGPIPE ignored in the test process: writing to a tool that has exited is an error to
+    /// handle there, not the end of every test.
+    private static let ignoringBrokenPipes: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
+
     /// Runs a command, returning its exit status and combined output.
     @discardableResult
     public static func run(_ arguments: [String], input: [UInt8]? = nil, environment: [String: String] = [:]) throws
@@ -100,9 +104,12 @@ public final class TestPKI: Sendable {
         process.standardError = output
         let stdin = Pipe()
         process.standardInput = stdin
+        _ = ignoringBrokenPipes
         try process.run()
-        if let input { stdin.fileHandleForWriting.write(Data(input)) }
-        try stdin.fileHandleForWriting.close()
+        // A tool that exits before reading its input (refusing its arguments) must fail its test,
+        // not stop the test process: the write's EPIPE is ignored and its exit status tells.
+        if let input { try? stdin.fileHandleForWriting.write(contentsOf: Data(input)) }
+        try? stdin.fileHandleForWriting.close()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
