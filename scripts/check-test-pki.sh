@@ -5,7 +5,7 @@
 # ones, up to five. Prints how many files gpgsm or pk12util refused and how many setups failed
 # (all five refused: the tests that need gpgsm would fail); exits 1 if any setup failed.
 #
-#   scripts/check-test-pki.sh [N]     (default 500; about a second each)
+#   scripts/check-test-pki.sh [N]     (default 500; 500 took 36 minutes on a busy 2-core machine)
 set -uo pipefail
 
 rounds=${1:-500}
