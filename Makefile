@@ -31,23 +31,32 @@ demo: build demo-pki
 	@scripts/install-deps.sh test
 	@python3 scripts/demo.py $(BIN) $(DEMO)
 
+# Every test process runs under a time limit (scripts/time-limit.sh): a hung step is stopped
+# with a line naming it, so a failing `make test` ends with its reason in its last lines.
+LIMIT := scripts/time-limit.sh
+
 test: test-deps
 	$(SWIFT) build --build-tests $(SWIFTFLAGS)
-	$(SWIFT) test --skip-build
-	SMIME_MILTER=$(CURDIR)/$(BIN) timeout 1200 python3 -m pytest -q -p no:cacheprovider Tests/EndToEndTests
+	$(LIMIT) 1200 "swift test" $(SWIFT) test --skip-build
+	SMIME_MILTER=$(CURDIR)/$(BIN) $(LIMIT) 1200 "end-to-end tests" python3 -m pytest -q -p no:cacheprovider Tests/EndToEndTests
 	$(MAKE) fuzz FUZZ_SECONDS=60
 	$(MAKE) test-asan
 	$(MAKE) test-deb
 
-# The Swift tests and the daemon's protocol tests under AddressSanitizer with leak detection:
-# no leak and no memory error in our code (Tests/lsan.supp lists the libraries' own, each with why).
-SANITIZED := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan.supp:print_suppressions=0
+# The Swift tests and the end-to-end tests that drive the daemon, under AddressSanitizer with
+# leak detection: no leak and no memory error in our code (Tests/lsan.supp and Tests/asan.supp
+# list the libraries' own, each with why). SMIME_MILTER_SANITIZED makes the end-to-end fixtures refuse any other
+# binary than the sanitized one and read its sanitizer reports. The Swift backtracer is off: under
+# AddressSanitizer it can wait for ever on a crashed test process.
+SANITIZED := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:suppressions=$(CURDIR)/Tests/asan.supp \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan.supp:print_suppressions=0 SWIFT_BACKTRACE=enable=no
+SANITIZED_END_TO_END := test_milter.py test_hardware_tokens.py test_report.py test_revocation.py test_postfix.py
 test-asan: test-deps
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan $(SWIFTFLAGS)
-	$(SANITIZED) $(SWIFT) test --skip-build --scratch-path .build-asan
+	$(SANITIZED) $(LIMIT) 1800 "swift test under AddressSanitizer" $(SWIFT) test --skip-build --scratch-path .build-asan
 	$(SANITIZED) SMIME_MILTER=$(CURDIR)/.build-asan/debug/smime-milter SMIME_MILTER_SANITIZED=1 \
-		timeout 600 python3 -m pytest -q -p no:cacheprovider Tests/EndToEndTests/test_milter.py
+		$(LIMIT) 1200 "end-to-end tests under AddressSanitizer" python3 -m pytest -q -p no:cacheprovider \
+		$(addprefix Tests/EndToEndTests/,$(SANITIZED_END_TO_END))
 
 # Benchmarks measure the release build.
 bench: demo-pki
@@ -82,7 +91,7 @@ deb:
 # The package installed, configured, upgraded and purged in a fresh Debian 12 root without Swift.
 test-deb:
 	@scripts/install-deps.sh deb
-	@scripts/test-deb.sh
+	$(LIMIT) 1500 "package test" scripts/test-deb.sh
 
 clean:
 	rm -rf .build .build-asan .build-fuzz $(STATE) dist
@@ -94,6 +103,6 @@ fuzz:
 	$(SWIFT) build --scratch-path .build-fuzz --product MIMEFuzz -Xswiftc -DFUZZING \
 		-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
 	@mkdir -p $(STATE)/fuzz/corpus $(STATE)/fuzz/artifacts
-	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/MIMEFuzz $(STATE)/fuzz/corpus Tests/MIMETests/Corpus \
+	SWIFT_BACKTRACE=enable=no $(LIMIT) $$(($(FUZZ_SECONDS) + 240)) "fuzz" .build-fuzz/debug/MIMEFuzz $(STATE)/fuzz/corpus Tests/MIMETests/Corpus \
 		-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
 		-artifact_prefix=$(STATE)/fuzz/artifacts/ -print_final_stats=1

@@ -6,7 +6,8 @@
   (3 s an answer) and up, CRLFetchTimeout 2: the first message apart, p50 and p99 of the rest,
   one message every 100 ms.
 The CA is the demo PKI's intermediate; the large CRL is made by `openssl ca` from a copy of its
-database with the revoked entries added. Servers listen on 127.0.0.1:18080 only.
+database with the revoked entries added. Servers listen on 127.0.0.1 only, on the port the demo
+PKI's certificates name (CRL_BASE_URL in DEMO_DIR/env; 18080 for a demo PKI made before it).
     scripts/bench-revocation.py BINARY DEMO_DIR
 Environment: BENCH_SECONDS (3), BENCH_REVOCATION_MESSAGES (101), BENCH_CRL_ENTRIES (150000)."""
 
@@ -25,6 +26,9 @@ messages = os.environ.get("BENCH_REVOCATION_MESSAGES", "101")
 entries = int(os.environ.get("BENCH_CRL_ENTRIES", "150000"))
 repository = Path(__file__).resolve().parents[1]
 work = Path(tempfile.mkdtemp(prefix="smime-milter-bench-revocation-"))
+settings = dict(line.split("=", 1) for line in (demo / "env").read_text().splitlines() if "=" in line)
+port = int(settings.get("CRL_BASE_URL", "http://127.0.0.1:18080/crl").split(":")[2].split("/")[0])
+ocsp_port = int(settings.get("OCSP_URL", "http://127.0.0.1:18081/").split(":")[2].split("/")[0])
 
 
 def run(*arguments, **options):
@@ -50,7 +54,7 @@ def large_crl():
 
 def ca_server(root, delay=0):
     process = subprocess.Popen(
-        [sys.executable, str(repository / "Tests" / "TestSupport" / "ca_server.py"), "--port", "18080",
+        [sys.executable, str(repository / "Tests" / "TestSupport" / "ca_server.py"), "--port", str(port),
          "--root", str(root), "--delay", str(delay)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout.readline().strip() == "ready"
     return process
@@ -59,7 +63,7 @@ def ca_server(root, delay=0):
 def bench(*options):
     output = run(binary, "bench", "revocation", "--message", work / "signed.eml", "--trust", demo / "ca" / "root.pem",
                  "--fetch-timeout", "2", "--interval", "100",
-                 "--fetch-host", "127.0.0.1:18080", "--fetch-host", "127.0.0.1:18081", *options).stdout
+                 "--fetch-host", f"127.0.0.1:{port}", "--fetch-host", f"127.0.0.1:{ocsp_port}", *options).stdout
     return json.loads(output)
 
 
@@ -94,7 +98,7 @@ def main():
 
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 18080))
+    listener.bind(("127.0.0.1", port))
     listener.listen(64)
     try:
         down = bench("--revocation", "crl+fetch", "--count", messages)

@@ -7,7 +7,9 @@
 #   scripts/make-test-pki.sh DIR
 #
 # Environment: CRL_BASE_URL (default http://127.0.0.1:18080/crl) is written into the
-# certificates' CRL distribution points. Nothing outside DIR is touched: the token store has
+# certificates' CRL distribution points, CA_BASE_URL (http://127.0.0.1:18080/ca) into their CA
+# issuers and OCSP_URL (http://127.0.0.1:18081/) into their OCSP responder; all three are written
+# into DIR/env too (the tests choose free ports for them at run time). Nothing outside DIR is touched: the token store has
 # its own softhsm2.conf (export SOFTHSM2_CONF=DIR/softhsm2.conf to use it).
 set -euo pipefail
 
@@ -293,6 +295,9 @@ SOFTHSM2_CONF=$dir/softhsm2.conf
 SOFTHSM2_MODULE=$module
 HWTOKEN_MODULE_PATH=$dir/hwtoken/hwtoken.so
 TEST_PIN=$user_pin
+CRL_BASE_URL=$crl_base
+CA_BASE_URL=$ca_base
+OCSP_URL=$ocsp_url
 EOF
 rm -rf "$work"
 echo "$pki_version" >"$dir/.complete"

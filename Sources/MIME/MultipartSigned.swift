@@ -18,9 +18,15 @@ public struct MultipartSigned: Sendable {
     ///
     /// - Parameter micalg: `sha-256`, `sha-384` or `sha-512` (RFC 8551 section 3.5.3.2).
     public init(inner: [UInt8], signatureDER: [UInt8], micalg: String) {
-        var boundary = MultipartSigned.newBoundary()
+        self.init(inner: inner, signatureDER: signatureDER, micalg: micalg, boundaries: MultipartSigned.newBoundary)
+    }
+
+    /// The body with boundaries drawn from `boundaries` until one does not occur in `inner`
+    /// (the tests draw boundaries that collide).
+    init(inner: [UInt8], signatureDER: [UInt8], micalg: String, boundaries: () -> String) {
+        var boundary = boundaries()
         while MultipartSigned.contains(inner, Array(("--" + boundary).utf8)) {
-            boundary = MultipartSigned.newBoundary()
+            boundary = boundaries()
         }
         self.boundary = boundary
         contentType =

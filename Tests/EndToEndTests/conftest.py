@@ -12,20 +12,43 @@ from pathlib import Path
 import pytest
 from miltertest import MilterConnection
 from miltertest import constants as c
-from postfix_instance import stop_process
+from postfix_instance import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("SMIME_MILTER", REPO / ".build" / "debug" / "smime-milter"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sanitized_binary():
+    """Under `make test-asan` (SMIME_MILTER_SANITIZED set) the daemon under test is the one built
+    with AddressSanitizer, named by SMIME_MILTER, or every test fails saying so."""
+    if os.environ.get("SMIME_MILTER_SANITIZED"):
+        assert os.environ.get("SMIME_MILTER"), "SMIME_MILTER_SANITIZED is set but SMIME_MILTER names no binary"
+        sanitized = b"AddressSanitizer" in BINARY.read_bytes()
+        assert sanitized, f"{BINARY} is not built with AddressSanitizer"
 
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
     """The test CA, certificates and SoftHSM tokens of scripts/make-test-pki.sh."""
     directory = tmp_path_factory.mktemp("pki")
+    # The CA web server and OCSP responder the certificates name listen on ports chosen now, so
+    # that test runs beside each other never meet on a fixed port (ca_ports reads them back).
+    crl_port, ocsp_port = free_port(), free_port()
     subprocess.run(["bash", str(REPO / "scripts" / "make-test-pki.sh"), str(directory)], check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL,
+                   env={**os.environ, "CRL_BASE_URL": f"http://127.0.0.1:{crl_port}/crl",
+                        "CA_BASE_URL": f"http://127.0.0.1:{crl_port}/ca", "OCSP_URL": f"http://127.0.0.1:{ocsp_port}/"})
     os.environ["SOFTHSM2_CONF"] = str(directory / "softhsm2.conf")
     return directory
+
+
+def ca_ports(pki):
+    """The ports of the CA web server (CRLs, CA issuers) and OCSP responder the PKI's
+    certificates name, from its env file."""
+    settings = dict(line.split("=", 1) for line in (Path(pki) / "env").read_text().splitlines() if "=" in line)
+    return (int(settings["CRL_BASE_URL"].split(":")[2].split("/")[0]),
+            int(settings["OCSP_URL"].split(":")[2].split("/")[0]))
 
 
 def key_uri(pki, token, obj):

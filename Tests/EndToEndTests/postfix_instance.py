@@ -3,6 +3,7 @@ end-to-end tests and the benchmark. Everything lives in one directory; the insta
 sink are stopped by what started them."""
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -11,10 +12,27 @@ import time
 from pathlib import Path
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no one listens on at 127.0.0.1, for a server about to start. Drawn at random below
+    the kernel's range for outgoing connections (32768 and up: no client connection takes it
+    meanwhile, as one can take a port the kernel chose), and never the same twice in a process.
+    Another test run may still draw it at the same moment: servers started on it check that
+    they are the ones listening (SmtpSink draws again)."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port on 127.0.0.1 in 20000-31999")
 
 
 def stop_process(process, timeout):
@@ -28,12 +46,16 @@ def stop_process(process, timeout):
             process.wait()
 
 
-def wait_for_port(port, timeout=20):
+def wait_for_port(port, timeout=60, process=None):
+    """Waits until something listens on `port`. Given the `process` that should, returns False
+    if it exited instead (it could not bind), True once it listens."""
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
+                return True
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
@@ -46,13 +68,19 @@ class SmtpSink:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o777)
-        self.port = port or free_port()
         arguments = ["smtp-sink", "-u", "postfix", "-c"]
         if dump:
             arguments += ["-d", f"{self.directory}/%H%M%S."]
-        self.process = subprocess.Popen(arguments + [f"127.0.0.1:{self.port}", "256"],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        wait_for_port(self.port)
+        # A port someone else took between drawing and binding makes smtp-sink exit: draw again.
+        for _ in range(5):
+            self.port = port or free_port()
+            self.process = subprocess.Popen(arguments + [f"127.0.0.1:{self.port}", "256"],
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if wait_for_port(self.port, process=self.process):
+                return
+            if port:
+                break
+        raise RuntimeError(f"smtp-sink could not listen on 127.0.0.1:{self.port}: {self.process.stdout.read()}")
 
     def messages(self):
         """The messages received, without the envelope lines smtp-sink puts first."""

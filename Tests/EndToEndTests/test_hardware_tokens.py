@@ -25,11 +25,17 @@ def message(sender):
 class HardwareToken:
     """One token's behaviour and counters under the hwtoken module (files in its control folder)."""
 
+    COUNTERS = ("login_calls", "wrong_logins", "signs", "pin_failures")
+
     def __init__(self, pki, label):
         self.label = label
         self.control = Path(pki) / "hwtoken" / "control" / label
         for name in os.listdir(self.control):
             os.unlink(self.control / name)
+        # The counters start at 0 in files of their own, so that a count read from a wrong
+        # folder (or one the module never wrote) is an error rather than a silent 0.
+        for name in self.COUNTERS:
+            (self.control / name).write_text("0")
 
     def set(self, name, value=""):
         (self.control / name).write_text(str(value))
@@ -39,7 +45,8 @@ class HardwareToken:
 
     def count(self, name):
         path = self.control / name
-        return int(path.read_text().strip() or 0) if path.exists() else 0
+        assert path.exists(), f"the hwtoken counter {path} does not exist"
+        return int(path.read_text().strip())
 
     def address(self):
         return f"seal@{self.label.lower()}.lab.dienbien.gov.vn"

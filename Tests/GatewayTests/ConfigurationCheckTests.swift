@@ -6,14 +6,18 @@ import Testing
 
 /// `smime-milter check-config` over good and broken configurations, through the executable.
 @Suite struct ConfigurationCheckTests {
-    let pki = TestPKI.shared
+    let pki: TestPKI
+
+    init() throws {
+        pki = try TestPKI.shared
+    }
 
     func write(table: String, extra: String = "") throws -> String {
         let directory = try pki.temporaryDirectory("check")
         try table.write(toFile: directory + "/signing-table", atomically: true, encoding: .utf8)
         // A PKCS11Module line of the test's own replaces the usual one.
         let module = extra.hasPrefix("PKCS11Module") ? "# PKCS11Module given below" : "PKCS11Module    \(pki.softHSMModule)"
-        // Local CRLs only: the test certificates name 127.0.0.1:18080, which RevocationTests own
+        // Local CRLs only: the test certificates name 127.0.0.1:crlPort, which RevocationTests own
         // while these tests run beside them.
         try """
             SigningTable    \(directory)/signing-table
@@ -51,8 +55,8 @@ import Testing
         var testDescription: String { name }
     }
 
-    static let brokenCases: [Broken] = {
-        let pki = TestPKI.shared
+    static func brokenCases() throws -> [Broken] {
+        let pki = try TestPKI.shared
         return [
             Broken(name: "a bad configuration line", table: "", extra: "Mode sign", expected: "smime-milter.conf:7: Mode 'sign' is unknown; use s, v or sv"),
             Broken(name: "a bad table line", table: "*@x.vn", extra: "", expected: "signing-table:1: '*@x.vn' has no key"),
@@ -86,7 +90,7 @@ import Testing
                 table: "* \(pki.path("certs/expired.key")) cert=\(pki.path("certs/expired.pem")) chain=\(pki.path("ca/chain.pem"))",
                 extra: "", expected: "expired on 2021-01-01"),
         ]
-    }()
+    }
 
     /// What `run` refuses at start, `check-config` refuses first, in the same words.
     @Test(arguments: [
@@ -111,7 +115,7 @@ import Testing
         #expect(run.output.contains(clause), "\(clause)\n\(run.output)")
     }
 
-    @Test(arguments: brokenCases)
+    @Test(arguments: try brokenCases())
     func aBrokenConfigurationExitsOneAndSaysWhy(broken: Broken) throws {
         let result = try checkConfig(try write(table: broken.table, extra: broken.extra))
         #expect(result.status == 1, "\(result.output)")

@@ -227,7 +227,7 @@ import Token
 
     /// The whole path: configuration -> table -> token signer -> a signature openssl accepts.
     @Test func aTableEntrySignsWithTheTokenKey() throws {
-        let pki = TestPKI.shared
+        let pki = try TestPKI.shared
         let table = try SigningTable.parse(
             "*@dienbien.gov.vn \(pki.keyURI(token: "STTTT-DienBien", object: "unit-seal")) chain=\(pki.path("ca/chain.pem"))",
             file: "t")

@@ -8,12 +8,19 @@ import Testing
 /// `Gateway.decide` over every row of the decision table, with real keys: SoftHSM tokens for the
 /// units, a PEM key for the default line, the test CA as trust anchor.
 @Suite(.serialized) struct GatewayTests {
-    static let pki = TestPKI.shared
+    static var pki: TestPKI {
+        get throws { try TestPKI.shared }
+    }
 
     /// A configuration and tables as a postmaster writes them, loaded the way the daemon does.
-    static let gateway: Gateway = {
-        let pki = TestPKI.shared
-        let directory = try! pki.temporaryDirectory("gateway")
+    /// Made once; if that fails, every test that uses it fails with the reason.
+    static var gateway: Gateway {
+        get throws { try sharedGateway.get() }
+    }
+
+    private static let sharedGateway = Result<Gateway, any Error> {
+        let pki = try TestPKI.shared
+        let directory = try pki.temporaryDirectory("gateway")
         let table = """
             vanthu.stttt@dienbien.gov.vn  \(pki.keyURI(token: "STTTT-DienBien", object: "vanthu"))  chain=\(pki.path("ca/chain.pem"))
             *@stttt.dienbien.gov.vn       \(pki.keyURI(token: "STTTT-DienBien", object: "unit-seal"))  chain=\(pki.path("ca/chain.pem"))
@@ -21,14 +28,14 @@ import Testing
             *@absent.dienbien.gov.vn      pkcs11:token=Absent-Token;object=unit-seal;type=private?pin-source=file:\(pki.pinFile(token: "PIN-Test"))
             *                             \(pki.path("certs/vanphong.key")) cert=\(pki.path("certs/vanphong.pem")) chain=\(pki.path("ca/chain.pem"))
             """
-        try! table.write(toFile: directory + "/signing-table", atomically: true, encoding: .utf8)
-        try! """
+        try table.write(toFile: directory + "/signing-table", atomically: true, encoding: .utf8)
+        try """
             # SMTP login -> addresses it may send as
             vanthu    vanthu.stttt@dienbien.gov.vn, *@stttt.dienbien.gov.vn
             """.write(toFile: directory + "/authorized-signers", atomically: true, encoding: .utf8)
-        try! "# the provincial LAN\n10.20.0.0/16\n2001:db8:20::/48   # IPv6 LAN\n".write(
+        try "# the provincial LAN\n10.20.0.0/16\n2001:db8:20::/48   # IPv6 LAN\n".write(
             toFile: directory + "/internal-hosts", atomically: true, encoding: .utf8)
-        let configuration = try! Configuration.parse(
+        let configuration = try Configuration.parse(
             """
             AuthservID         mail.dienbien.gov.vn
             InternalHosts      127.0.0.1, ::1, \(directory)/internal-hosts
@@ -43,8 +50,8 @@ import Testing
             MaximumSignSize    64K
             SubjectTag         [CHỮ KÝ SAI]
             """, file: directory + "/smime-milter.conf")
-        return try! Gateway.load(configuration)
-    }()
+        return try Gateway.load(configuration)
+    }
 
     static func message(from: String, contentType: String? = nil, extra: [String] = [], body: String = "Kính gửi các đơn vị.\r\n")
         -> (headers: [HeaderField], body: [UInt8])
@@ -76,8 +83,8 @@ import Testing
         Origin(name: "ORIGINATING daemon", envelope: Envelope(clientAddress: "198.51.100.1", daemonName: "ORIGINATING", sender: "a@b"), originating: true),
         Origin(name: "external", envelope: Envelope(clientAddress: "10.21.0.1", daemonName: "smtpd", sender: "a@b"), originating: false),
     ])
-    func originatingIsAuthenticatedInternalOrAnMTADaemon(origin: Origin) {
-        #expect(Self.gateway.isOriginating(origin.envelope) == origin.originating)
+    func originatingIsAuthenticatedInternalOrAnMTADaemon(origin: Origin) throws {
+        #expect(try Self.gateway.isOriginating(origin.envelope) == origin.originating)
     }
 
     // MARK: signing
@@ -93,7 +100,7 @@ import Testing
     ])
     func internalMailIsSignedWithTheTableEntryAndVerifies(from: String, signer: String, name: String, result: Verdict.Result) throws {
         let (headers, body) = Self.message(from: from)
-        let decision = Self.gateway.decide(envelope: Envelope(clientAddress: "10.20.1.1", sender: from), headers: headers, body: body)
+        let decision = try Self.gateway.decide(envelope: Envelope(clientAddress: "10.20.1.1", sender: from), headers: headers, body: body)
         guard case .signed(let label) = decision.outcome else {
             Issue.record("not signed: \(decision.summary)")
             return
@@ -113,7 +120,7 @@ import Testing
         let openssl = try IndependentTools.shared.opensslVerify(message: signed)
         #expect(openssl.ok, "\(openssl.output)")
         let incoming = try Message(bytes: signed)
-        let verify = Self.gateway.decide(envelope: Self.outside, headers: incoming.root.headers, body: Array(signed[incoming.root.bodyRange]))
+        let verify = try Self.gateway.decide(envelope: Self.outside, headers: incoming.root.headers, body: Array(signed[incoming.root.bodyRange]))
         guard case .verified(let verdict) = verify.outcome else {
             Issue.record("not verified: \(verify.summary)")
             return
@@ -124,7 +131,7 @@ import Testing
     }
 
     @Test func noTableMatchLeavesTheMessageAlone() throws {
-        var configuration = Self.gateway.configuration
+        var configuration = try Self.gateway.configuration
         configuration.signingTable = nil
         let gateway = Gateway(
             configuration: configuration, signingTable: try SigningTable.parse("*@stttt.dienbien.gov.vn /k cert=/c", file: "t"),
@@ -149,19 +156,19 @@ import Testing
         Skip(why: "bounce", contentType: nil, sender: "", body: "x"),
         Skip(why: "oversize", contentType: nil, sender: "a@b", body: String(repeating: "0123456789abcdef\r\n", count: 4000)),
     ])
-    func whatIsNotSigned(skip: Skip) {
+    func whatIsNotSigned(skip: Skip) throws {
         let (headers, body) = Self.message(from: "ketoan@stttt.dienbien.gov.vn", contentType: skip.contentType, body: skip.body)
-        let decision = Self.gateway.decide(
+        let decision = try Self.gateway.decide(
             envelope: Envelope(clientAddress: "127.0.0.1", sender: skip.sender), headers: headers, body: body)
         #expect(decision.outcome == .skipped(why: skip.why))
         #expect(decision.actions.isEmpty && decision.reply == .accept, "to outside recipients only: no headers")
         #expect(decision.event?.outcome == .unsigned && decision.event?.reason == skip.why)
     }
 
-    @Test func aFromWithSeveralAddressesSignsAsTheSender() {
+    @Test func aFromWithSeveralAddressesSignsAsTheSender() throws {
         let (headers, body) = Self.message(
             from: "a@example.org, ketoan@stttt.dienbien.gov.vn", extra: ["Sender: vanthu.stttt@dienbien.gov.vn"])
-        let decision = Self.gateway.decide(envelope: Envelope(clientAddress: "::1", sender: "x@y"), headers: headers, body: body)
+        let decision = try Self.gateway.decide(envelope: Envelope(clientAddress: "::1", sender: "x@y"), headers: headers, body: body)
         guard case .signed(let label) = decision.outcome else {
             Issue.record("\(decision.summary)")
             return
@@ -170,14 +177,14 @@ import Testing
         #expect(decision.address == "vanthu.stttt@dienbien.gov.vn")
     }
 
-    @Test func anAuthorisedLoginSignsAndAnotherIsRefused() {
+    @Test func anAuthorisedLoginSignsAndAnotherIsRefused() throws {
         let (headers, body) = Self.message(from: "ketoan@stttt.dienbien.gov.vn")
-        let allowed = Self.gateway.decide(
+        let allowed = try Self.gateway.decide(
             envelope: Envelope(clientAddress: "198.51.100.9", authType: "PLAIN", authLogin: "vanthu", sender: "x@y"), headers: headers,
             body: body)
         #expect(allowed.counter == "signed")
 
-        let refused = Self.gateway.decide(
+        let refused = try Self.gateway.decide(
             envelope: Envelope(clientAddress: "198.51.100.9", authType: "PLAIN", authLogin: "ketoan.sotc", sender: "x@y"),
             headers: headers, body: body)
         #expect(refused.outcome == .failed(why: "unauthorized", detail: "login ketoan.sotc may not send as ketoan@stttt.dienbien.gov.vn (AuthorizedSigners)"))
@@ -185,9 +192,9 @@ import Testing
         #expect(!refused.actions.contains { if case .replaceBody = $0 { true } else { false } })
     }
 
-    @Test func aMissingTokenTempfailsWithAClearText() {
+    @Test func aMissingTokenTempfailsWithAClearText() throws {
         let (headers, body) = Self.message(from: "chanhvanphong@absent.dienbien.gov.vn")
-        let decision = Self.gateway.decide(envelope: Envelope(clientAddress: "127.0.0.1", sender: "x@y"), headers: headers, body: body)
+        let decision = try Self.gateway.decide(envelope: Envelope(clientAddress: "127.0.0.1", sender: "x@y"), headers: headers, body: body)
         guard case .failed(let why, let detail) = decision.outcome else {
             Issue.record("\(decision.summary)")
             return
@@ -216,7 +223,7 @@ import Testing
 
     @Test func externalSignedMailGetsPassAndAVietnameseReadableHeader() throws {
         let (headers, body) = try Self.signedIncoming()
-        let decision = Self.gateway.decide(envelope: Self.outside, headers: headers, body: body)
+        let decision = try Self.gateway.decide(envelope: Self.outside, headers: headers, body: body)
         #expect(decision.counter == "verified.pass")
         #expect(!decision.actions.contains { if case .replaceBody = $0 { true } else { false } }, "incoming bodies are never changed")
         let result = HeaderEdit.apply(decision.actions.compactMap { if case .header(let edit) = $0 { edit } else { nil } }, to: headers)
@@ -235,7 +242,7 @@ import Testing
             "X-SMIME-Verification: pass; signer: forged",
             "authentication-results: (comment) MAIL.DIENBIEN.GOV.VN; smime=pass",
         ])
-        let decision = Self.gateway.decide(envelope: Self.outside, headers: headers, body: body)
+        let decision = try Self.gateway.decide(envelope: Self.outside, headers: headers, body: body)
         let result = HeaderEdit.apply(decision.actions.compactMap { if case .header(let edit) = $0 { edit } else { nil } }, to: headers)
         let results = result.filter { $0.hasName("Authentication-Results") }.map(\.value)
         #expect(results.count == 2)
@@ -245,36 +252,36 @@ import Testing
         #expect(!result.contains { $0.value.contains("forged") })
     }
 
-    @Test func unsignedExternalMailGetsNone() {
+    @Test func unsignedExternalMailGetsNone() throws {
         let (headers, body) = Self.message(from: "someone@example.org")
-        let decision = Self.gateway.decide(envelope: Self.outside, headers: headers, body: body)
+        let decision = try Self.gateway.decide(envelope: Self.outside, headers: headers, body: body)
         #expect(decision.counter == "verified.none")
         #expect(decision.reply == .accept)
     }
 
     @Test func aTamperedMessageFailsIsAcceptedByDefaultAndTaggedInTheSubject() throws {
         let (headers, body) = try Self.signedIncoming(tamper: true)
-        let decision = Self.gateway.decide(envelope: Self.outside, headers: headers, body: body)
+        let decision = try Self.gateway.decide(envelope: Self.outside, headers: headers, body: body)
         #expect(decision.counter == "verified.fail")
         #expect(decision.reply == .accept)
         let result = HeaderEdit.apply(decision.actions.compactMap { if case .header(let edit) = $0 { edit } else { nil } }, to: headers)
         let subject = try #require(result.first { $0.hasName("Subject") })
         #expect(subject.decodedValue == "[CHỮ KÝ SAI] Công văn")
 
-        var configuration = Self.gateway.configuration
+        var configuration = try Self.gateway.configuration
         configuration.onBadSignature = .reject
-        let strict = Gateway(configuration: configuration, signingTable: nil, authorizedSigners: nil, verifier: Self.gateway.verifier)
+        let strict = try Gateway(configuration: configuration, signingTable: nil, authorizedSigners: nil, verifier: Self.gateway.verifier)
         let rejected = strict.decide(envelope: Self.outside, headers: headers, body: body)
         #expect(rejected.reply.disposition == .reject)
         #expect(rejected.reply.code == "550" && rejected.reply.enhancedCode == "5.7.1")
         #expect(rejected.reply.text.hasPrefix("S/MIME signature verification failed"))
     }
 
-    @Test func garbageCMSIsAPermerrorAndStillAccepted() {
+    @Test func garbageCMSIsAPermerrorAndStillAccepted() throws {
         let (headers, body) = Self.message(
             from: "someone@example.org", contentType: "application/pkcs7-mime; smime-type=signed-data", extra: ["Content-Transfer-Encoding: base64"],
             body: "bm90IGEgQ01TIG1lc3NhZ2U=\r\n")
-        let decision = Self.gateway.decide(envelope: Self.outside, headers: headers, body: body)
+        let decision = try Self.gateway.decide(envelope: Self.outside, headers: headers, body: body)
         #expect(decision.counter == "verified.permerror")
         #expect(decision.reply == .accept)
     }
@@ -283,7 +290,7 @@ import Testing
 
     @Test func countersAreKeptPerUnitAndWrittenAsJSON() throws {
         let statistics = Statistics()
-        let gateway = Gateway(
+        let gateway = try Gateway(
             configuration: Self.gateway.configuration, signingTable: Self.gateway.signingTable, authorizedSigners: nil,
             verifier: Self.gateway.verifier, statistics: statistics)
         let (headers, body) = Self.message(from: "ketoan@stttt.dienbien.gov.vn")

@@ -10,15 +10,16 @@ import Testing
 @Suite(.serialized) struct PolicyTests {
     /// The configuration of `GatewayTests` with some lines added, loaded as the daemon does.
     static func gateway(_ extra: String = "") throws -> Gateway {
+        let pki = try TestPKI.shared
         var text = """
             AuthservID         mail.dienbien.gov.vn
-            SigningTable       \(GatewayTests.gateway.configuration.signingTable!)
-            PKCS11Module       \(TestPKI.shared.softHSMModule)
-            TrustAnchors       \(TestPKI.shared.path("ca/root.pem"))
-            CRLDirectory       \(TestPKI.shared.path("crl"))
+            SigningTable       \(try GatewayTests.gateway.configuration.signingTable!)
+            PKCS11Module       \(pki.softHSMModule)
+            TrustAnchors       \(pki.path("ca/root.pem"))
+            CRLDirectory       \(pki.path("crl"))
             RevocationCheck    crl
-            Intermediates      \(TestPKI.shared.path("ca/intermediate.pem"))
-            StateDirectory     \(try TestPKI.shared.temporaryDirectory("policy"))
+            Intermediates      \(pki.path("ca/intermediate.pem"))
+            StateDirectory     \(try pki.temporaryDirectory("policy"))
 
             """
         text += extra
@@ -127,7 +128,8 @@ import Testing
         let gateway = try Self.gateway()
         let (headers, body) = Self.nested(depth: 1, date: Self.rfc5322(Date(timeIntervalSinceNow: -3 * 3600)))
         let decision = gateway.decide(envelope: Self.staff, headers: headers, body: body)
-        #expect(decision.outcome == .signed(signer: "\(TestPKI.shared.path("certs/vanphong.key")) (signing table line 5)"))
+        let key = try TestPKI.shared.path("certs/vanphong.key")
+        #expect(decision.outcome == .signed(signer: "\(key) (signing table line 5)"))
         let verdict = try Self.verdictOnSigned(decision, headers: headers, gateway: gateway)
         #expect(verdict.result == .pass, "\(verdict.reason)")
         #expect(verdict.signingTime == nil)

@@ -23,11 +23,19 @@ import Testing
     }
 
     @Test func theBoundaryNeverOccursInTheContent() {
-        let signed = MultipartSigned(inner: inner, signatureDER: signature, micalg: "sha-256")
-        let hostile = Array(("--" + signed.boundary + "\r\n").utf8) + inner
-        let again = MultipartSigned(inner: hostile, signatureDER: signature, micalg: "sha-256")
-        #expect(again.boundary != signed.boundary)
-        #expect(!MultipartSigned.contains(hostile, Array(("--" + again.boundary).utf8)))
+        let hostile = Array("------=_smime_taken\r\n".utf8) + inner + Array("\r\n--also-taken--\r\n".utf8)
+        var drawn = ["----=_smime_taken", "also-taken", "----=_smime_free"]
+        let signed = MultipartSigned(inner: hostile, signatureDER: signature, micalg: "sha-256") { drawn.removeFirst() }
+        #expect(signed.boundary == "----=_smime_free")
+        #expect(drawn.isEmpty)
+        #expect(signed.contentType.hasSuffix("boundary=\"----=_smime_free\""))
+        #expect(!MultipartSigned.contains(hostile, Array(("--" + signed.boundary).utf8)))
+    }
+
+    @Test func drawnBoundariesAreLongAndDiffer() {
+        let first = MultipartSigned.newBoundary()
+        #expect(first.count == 40)
+        #expect(first != MultipartSigned.newBoundary())
     }
 }
 

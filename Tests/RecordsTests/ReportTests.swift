@@ -187,11 +187,11 @@ import Testing
         #expect(counts.reduce(0) { $0 + $1.count } == 250)
 
         let broken = EventWriter(path: directory + "/no/such/dir/events.sqlite", retentionDays: 400, logger: .init(label: "test"))
-        // Only record() is timed: the event is made before (making one runs a DateFormatter).
+        // Every record() returns and the writer stops: the mail path never waits on the file
+        // (a writer that waited would hang here, and the test run's time limit would say so).
+        // How fast recording is, is measured by `make bench`, not here.
         let event = Self.sent(Self.stttt, .signed, on: "2026-11-01 10:00")
-        let started = Date()
         for _ in 0..<1000 { broken.record(event) }
-        #expect(Date().timeIntervalSince(started) < 1, "recording never waits for the file")
         broken.stop()
     }
 

@@ -7,8 +7,12 @@ import Token
 
 /// Signers, messages and the verifier the S/MIME tests share.
 enum Fixtures {
-    static let pki = TestPKI.shared
-    static let tools = IndependentTools.shared
+    static var pki: TestPKI {
+        get throws { try TestPKI.shared }
+    }
+    static var tools: IndependentTools {
+        get throws { try IndependentTools.shared }
+    }
 
     /// A corpus message, its Date header set to now: signed now, it must not read as signed
     /// long after it was written (`SigningTimeSkewCheck`).
@@ -51,7 +55,7 @@ enum Fixtures {
         Verifier(
             trust: try TrustStore(
                 anchors: [pki.path("ca/root.pem")], crlDirectory: pki.path("crl"), revocation: revocation,
-                fetchTimeout: fetchTimeout, fetchHosts: TestPKI.fetchHosts,
+                fetchTimeout: fetchTimeout, fetchHosts: pki.fetchHosts,
                 gracePeriod: 86400),
             signingTimeSkew: 3600, allowSHA1Signatures: false)
     }

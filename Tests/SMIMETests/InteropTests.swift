@@ -29,7 +29,7 @@ import Token
         let signer = try Fixtures.tokenSigner(key.token, key.object, scheme: key.scheme)
         let signed = try Signing.sign(
             message: Fixtures.corpus(message), signer: signer, digest: .sha256, signingTimeSkew: 3600)
-        let tools = Fixtures.tools
+        let tools = try Fixtures.tools
 
         let openssl = try tools.opensslVerify(message: signed)
         #expect(openssl.ok, "openssl cms: \(openssl.output)")

@@ -6,7 +6,11 @@ import Testing
 
 /// Failures carry codes that callers and tests match, and where they were raised.
 @Suite struct SMIMEErrorTests {
-    let pki = TestPKI.shared
+    let pki: TestPKI
+
+    init() throws {
+        pki = try TestPKI.shared
+    }
 
     func code(_ body: () throws -> Void) -> SMIMEError.Code? {
         do {

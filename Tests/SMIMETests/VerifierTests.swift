@@ -128,7 +128,7 @@ import Token
     @Test func everySignerIsCheckedAndOneGoodSignerPasses() throws {
         let directory = try Fixtures.pki.temporaryDirectory("two-signers")
         try Data(Self.entity).write(to: URL(fileURLWithPath: directory + "/content"))
-        let pki = Fixtures.pki
+        let pki = try Fixtures.pki
         let made = try TestPKI.run([
             "openssl", "cms", "-sign", "-binary", "-in", directory + "/content", "-outform", "DER", "-out",
             directory + "/signature", "-signer", pki.path("certs/untrusted.pem"), "-inkey", pki.path("certs/untrusted.key"),

@@ -52,15 +52,15 @@ public final class CAServer: @unchecked Sendable {
         }
     }
 
-    /// Serves the PKI's published files: `crl/` and `ca/`.
-    public static func publishing(_ pki: TestPKI, port: UInt16 = 18080, delay: Double = 0) throws -> CAServer {
-        try CAServer(port: port, ["--root", pki.directory, "--delay", "\(delay)"])
+    /// Serves the PKI's published files, `crl/` and `ca/`, on the port its certificates name.
+    public static func publishing(_ pki: TestPKI, delay: Double = 0) throws -> CAServer {
+        try CAServer(port: pki.crlPort, ["--root", pki.directory, "--delay", "\(delay)"])
     }
 
     /// `openssl ocsp` as the intermediate CA's responder, with the PKI's responder certificate
     /// unless another signer is given (one the CA did not authorise, for the negative case).
-    public static func ocsp(_ pki: TestPKI, port: UInt16 = 18081, signer: String = "ocsp") throws -> CAServer {
-        try CAServer(port: port, [
+    public static func ocsp(_ pki: TestPKI, signer: String = "ocsp") throws -> CAServer {
+        try CAServer(port: pki.ocspPort, [
             "--ocsp-index", pki.path("ca/intermediate.db/index.txt"), "--ocsp-ca", pki.path("ca/intermediate.pem"),
             "--ocsp-signer", pki.path("certs/\(signer).pem"), "--ocsp-key", pki.path("certs/\(signer).key"),
         ])

@@ -4,7 +4,7 @@
 run as the responder on each request (--ocsp-index, --ocsp-ca, --ocsp-signer, --ocsp-key;
 `openssl ocsp -port` would listen on every interface) or with the bytes of --ocsp-file.
 --delay makes every answer wait, as a slow CA does. Prints "ready" once it listens.
-    ca_server.py --port 18080 [--root DIR] [--delay SECONDS] [--ocsp-file FILE | --ocsp-index ...]"""
+    ca_server.py --port PORT [--root DIR] [--delay SECONDS] [--ocsp-file FILE | --ocsp-index ...]"""
 
 import argparse
 import http.server

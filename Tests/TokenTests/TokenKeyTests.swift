@@ -6,8 +6,12 @@ import Testing
 @testable import Token
 
 @Suite struct TokenKeyTests {
-    let pki = TestPKI.shared
+    let pki: TestPKI
     let data = Array("signed attributes stand-in: Sở Thông tin và Truyền thông".utf8)
+
+    init() throws {
+        pki = try TestPKI.shared
+    }
 
     func key(_ token: String, _ object: String, poolSize: Int = 2, waitTimeout: TimeInterval = 10) throws -> TokenKey {
         try TokenKey(
