@@ -72,6 +72,8 @@ public struct Configuration: Sendable {
     /// `events.sqlite` in `StateDirectory` (`eventDatabasePath`).
     public var eventDatabase: String? = ""
     public var eventRetention = 400
+    /// Where `/metrics` and `/healthz` are served (`MetricsListen`); nil when off.
+    public var metricsListen: SocketSpec?
 
     /// The records' database file, or nil when records are off.
     public var eventDatabasePath: String? {
@@ -221,6 +223,19 @@ public struct Configuration: Sendable {
         },
         Key(name: "EventRetention", type: "days", defaultValue: "400", required: false,
             description: "records older than this are deleted") { $0.eventRetention = try integer($1, in: 1...(20 * 366)) },
+        Key(name: "MetricsListen", type: "socket", defaultValue: "(none: no metrics endpoint)", required: false,
+            description: "where Prometheus scrapes /metrics and /healthz: inet:PORT@HOST or inet6:PORT@[HOST]") {
+            let spec: SocketSpec
+            do {
+                spec = try SocketSpec(parsing: $1)
+            } catch let error as SocketSpec.ParseError {
+                throw Problem(error.problem, "write for example inet:9894@127.0.0.1")
+            }
+            if case .unix = spec {
+                throw Problem("MetricsListen \($1) is a local socket, which Prometheus cannot scrape", "write for example inet:9894@127.0.0.1")
+            }
+            $0.metricsListen = spec
+        },
     ]
 
     // MARK: parsing

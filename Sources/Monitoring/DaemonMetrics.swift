@@ -1,0 +1,172 @@
+public import Foundation
+public import Gateway
+import Prometheus
+import Synchronization
+
+/// The daemon's metrics in Prometheus's text exposition, all named `smime_milter_*`.
+///
+/// Two kinds: what the message path measures (latency histograms, messages in flight,
+/// verifications by result) lives in one long-lived `PrometheusCollectorRegistry` and costs an
+/// atomic add per message; what the daemon already keeps (the per-unit `Statistics`, the records
+/// queue, the configuration's age) is read once per scrape into a registry made for that scrape,
+/// so nothing is counted twice and a value that went away is not exported stale.
+///
+/// Labels are bounded: a unit label is a name of the `Units` table or a local domain, and any
+/// other unit (a sender's own domain) is exported as `other`. Addresses, subjects and queue IDs
+/// are never labels.
+public final class DaemonMetrics: Sendable {
+    /// What a scrape reads besides the registry: filled in by the daemon when `/metrics` is asked.
+    public struct ScrapeState: Sendable {
+        public var gateway: Gateway
+        public var recordsWaiting: Int?
+        public var recordsDropped: Int?
+
+        public init(gateway: Gateway, recordsWaiting: Int?, recordsDropped: Int?) {
+            self.gateway = gateway
+            self.recordsWaiting = recordsWaiting
+            self.recordsDropped = recordsDropped
+        }
+    }
+
+    public static let prefix = "smime_milter"
+
+    private let registry = PrometheusCollectorRegistry()
+    private let version: String
+    private let signingDuration: DurationHistogram
+    private let messageDuration: DurationHistogram
+    private let inFlight: Gauge
+    private let spooled: Counter
+    private let lastReload: Gauge
+    private let lastReloadSuccess: Gauge
+    private let verifications = Mutex<[String: Counter]>([:])
+
+    /// Seconds, from a fast local signature to a USB token's slow one and a timed-out message.
+    static let buckets: [Duration] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30].map {
+        .nanoseconds(Int64($0 * 1e9))
+    }
+
+    public init(version: String) {
+        self.version = version
+        signingDuration = registry.makeDurationHistogram(
+            descriptor: Self.name("signing_duration", "seconds", "Time to sign one message, token call included."),
+            buckets: Self.buckets)
+        messageDuration = registry.makeDurationHistogram(
+            descriptor: Self.name("message_duration", "seconds", "Time from MAIL FROM to the end-of-message reply."),
+            buckets: Self.buckets)
+        inFlight = registry.makeGauge(
+            descriptor: Self.name("messages_in_flight", "", "Messages between MAIL FROM and their end."))
+        spooled = registry.makeCounter(
+            descriptor: Self.name("spooled_bytes", "total", "Bytes of message bodies written to spool files (SpoolThreshold)."))
+        lastReload = registry.makeGauge(
+            descriptor: Self.name(
+                "config_last_reload", "timestamp_seconds", "When the configuration was last loaded or a reload was tried."))
+        lastReloadSuccess = registry.makeGauge(
+            descriptor: Self.name("config_last_reload_successful", "", "1 when the last load or reload succeeded, else 0."))
+        registry.makeGauge(
+            descriptor: Self.name("build_info", "", "The daemon's version; always 1."), labels: [("version", version)]
+        ).set(to: 1)
+        configurationLoaded(successfully: true)
+    }
+
+    static func name(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: prefix, metricName: name, unitName: unit, helpText: help)
+    }
+
+    // MARK: the message path
+
+    public func messageStarted() { inFlight.increment() }
+    public func messageFinished() { inFlight.decrement() }
+
+    /// One message decided: its whole time and, when it was signed, how long deciding took;
+    /// `spooledBytes` is its body's size when the body went to a spool file, else 0.
+    public func messageEnded(_ decision: Decision, total: Duration, deciding: Duration, spooledBytes: Int) {
+        messageDuration.record(total)
+        if spooledBytes > 0 { spooled.increment(by: Int64(spooledBytes)) }
+        switch decision.outcome {
+        case .signed: signingDuration.record(deciding)
+        case .verified(let verdict), .signedBySender(let verdict): verification(verdict.result.rawValue).increment()
+        default: break
+        }
+    }
+
+    private func verification(_ result: String) -> Counter {
+        verifications.withLock { counters in
+            if let counter = counters[result] { return counter }
+            let counter = registry.makeCounter(
+                descriptor: Self.name("verifications", "total", "Signatures verified, by result (pass, fail, policy, ...)."),
+                labels: [("result", result)])
+            counters[result] = counter
+            return counter
+        }
+    }
+
+    /// A configuration load or reload was tried.
+    public func configurationLoaded(successfully: Bool, at date: Date = Date()) {
+        lastReload.set(to: date.timeIntervalSince1970)
+        lastReloadSuccess.set(to: successfully ? 1 : 0)
+    }
+
+    // MARK: a scrape
+
+    /// The whole exposition: the long-lived registry, then what `state` says now.
+    public func exposition(_ state: ScrapeState, now: Date = Date()) -> [UInt8] {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(16 << 10)
+        registry.emit(into: &buffer)
+        let scrape = PrometheusCollectorRegistry()
+        Self.collect(state, into: scrape, now: now)
+        scrape.emit(into: &buffer)
+        return buffer
+    }
+
+    static func collect(_ state: ScrapeState, into registry: PrometheusCollectorRegistry, now: Date) {
+        let gateway = state.gateway
+        let known = Self.knownUnits(gateway)
+        let messages = name(
+            "messages", "total",
+            "Messages by direction, outcome, reason and unit (units outside the Units table and local domains count as other).")
+        // Summed first: several units outside the table fold into `other`.
+        var counts: [[String]: Int] = [:]
+        for (unit, counters) in gateway.statistics.snapshot.units {
+            let unitLabel = unit == "(unknown)" ? "unknown" : known.contains(unit) ? unit : "other"
+            for (counter, count) in counters {
+                let (direction, outcome, reason) = Self.split(counter)
+                counts[[direction, outcome, reason, unitLabel], default: 0] += count
+            }
+        }
+        for (labels, count) in counts {
+            registry.makeCounter(
+                descriptor: messages,
+                labels: [("direction", labels[0]), ("outcome", labels[1]), ("reason", labels[2]), ("unit", labels[3])]
+            ).increment(by: Int64(count))
+        }
+        registry.makeGauge(descriptor: name("units", "", "Units the Units table names.")).set(
+            Double(gateway.units?.names.count ?? 0))
+        registry.makeGauge(descriptor: name("signing_entries", "", "Lines of the signing table.")).set(
+            Double(gateway.signingTable?.entries.count ?? 0))
+        if let waiting = state.recordsWaiting {
+            registry.makeGauge(descriptor: name("records_queue_depth", "", "Message records waiting to be written.")).set(
+                Double(waiting))
+        }
+        if let dropped = state.recordsDropped {
+            registry.makeCounter(
+                descriptor: name("records_dropped", "total", "Message records dropped because the writer could not keep up.")
+            ).increment(by: Int64(dropped))
+        }
+    }
+
+    /// Unit names that may be labels: the Units table's names and the local domains.
+    static func knownUnits(_ gateway: Gateway) -> Set<String> {
+        Set(gateway.units?.names ?? []).union(gateway.localDomains)
+    }
+
+    /// `signed`, `skipped.bounce`, `verified.pass`, `failed.token`, `sender-signed.pass` as
+    /// direction, outcome and reason.
+    static func split(_ counter: String) -> (direction: String, outcome: String, reason: String) {
+        let parts = counter.split(separator: ".", maxSplits: 1).map(String.init)
+        let outcome = parts[0]
+        let reason = parts.count > 1 ? parts[1] : ""
+        let incoming = outcome == "verified" || (outcome == "skipped" && reason == "incoming")
+        return (incoming ? "incoming" : "outgoing", outcome, reason)
+    }
+}
