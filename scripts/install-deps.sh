@@ -12,6 +12,8 @@ if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
     packages+=(gpgsm libnss3-tools postfix swaks python3-pip gcc)
     # Headless Chromium renders the HTML report in a test; DejaVu has the Vietnamese letters.
     packages+=(chromium fonts-dejavu-core)
+    # Prometheus scrapes the daemon and promtool checks and unit-tests the alert rules.
+    packages+=(prometheus)
 fi
 if [ "${1:-}" = bench ]; then
     packages+=(opendkim)
