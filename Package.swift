@@ -54,7 +54,7 @@ let package = Package(
         .target(
             name: "Monitoring",
             dependencies: [
-                "Gateway", "Token",
+                "Gateway", "SMIME", "Token",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

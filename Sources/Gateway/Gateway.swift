@@ -114,6 +114,8 @@ public final class Gateway: Sendable {
     public let verifier: Verifier?
     public let statistics: Statistics
     public let units: Units?
+    /// Each signing-table line's token state and signatures, as the messages found them.
+    public let tokenTracker = TokenTracker()
     /// `LocalDomains`, or the domains of the signing and units tables.
     public let localDomains: [String]
     let logger: Logger
@@ -268,6 +270,7 @@ public final class Gateway: Sendable {
             let signer = try boundedSigner(for: entry)
             let result = try Signing.sign(
                 headers: headers, body: body, signer: signer, digest: configuration.digestAlgorithm)
+            tokenTracker.signed(entry, signer: signer)
             var record = event
             record.outcome = .signed
             var actions = result.headerEdits.map(MilterAction.header)
@@ -284,6 +287,7 @@ public final class Gateway: Sendable {
                 outcome: .signed(signer: label), actions: actions + [.replaceBody(result.body)], units: [unit], address: author,
                 event: record)
         } catch let error as TokenError {
+            tokenTracker.failed(entry, error)
             return fail(
                 "token", "\(label): \(error)",
                 .failure(configuration.onSignFailure, enhancedSubject: "7.0", text: "signing token unavailable, try again later"))

@@ -83,7 +83,7 @@ public final class MilterService: Sendable {
         startThread("signals") { self.signalLoop() }
         startThread("statistics") { self.statisticsLoop() }
         if let monitor {
-            startThread("health") { monitor.probeLoop(socket) }
+            startThread("health") { monitor.probeLoop(socket) { Monitor.status(self.gateway) } }
             monitor.ready(status: Monitor.status(gateway))
         }
         logger.info(

@@ -1,6 +1,7 @@
 public import Foundation
 public import Gateway
 import Prometheus
+import SMIME
 import Synchronization
 
 /// The daemon's metrics in Prometheus's text exposition, all named `smime_milter_*`.
@@ -39,6 +40,8 @@ public final class DaemonMetrics: Sendable {
     private let lastReload: Gauge
     private let lastReloadSuccess: Gauge
     private let verifications = Mutex<[String: Counter]>([:])
+    /// Certificates already parsed, by DER or by `cert=`/`chain=` file: a scrape parses each once.
+    private let certificates = Mutex<[String: [Certificate]]>([:])
 
     /// Seconds, from a fast local signature to a USB token's slow one and a timed-out message.
     static let buckets: [Duration] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30].map {
@@ -115,6 +118,7 @@ public final class DaemonMetrics: Sendable {
         registry.emit(into: &buffer)
         let scrape = PrometheusCollectorRegistry()
         Self.collect(state, into: scrape, now: now)
+        collectSigners(state.gateway, into: scrape)
         scrape.emit(into: &buffer)
         return buffer
     }
@@ -153,6 +157,84 @@ public final class DaemonMetrics: Sendable {
                 descriptor: name("records_dropped", "total", "Message records dropped because the writer could not keep up.")
             ).increment(by: Int64(dropped))
         }
+    }
+
+    /// Per signing-table line: its token's state and signatures (as `TokenTracker` saw them),
+    /// and when its certificate and each CA certificate of its chain expire.
+    func collectSigners(_ gateway: Gateway, into registry: PrometheusCollectorRegistry) {
+        guard let table = gateway.signingTable else { return }
+        let reports = Dictionary(gateway.tokenTracker.snapshot.map { ($0.line, $0) }, uniquingKeysWith: { a, _ in a })
+        let stateName = Self.name(
+            "token_state", "", "1 for the state a token's last signature or failure showed (ok, count low, final try, locked, PIN refused, stuck, absent), else 0.")
+        let signaturesName = Self.name("token_signatures", "total", "Signatures made with a signing-table line's key since the configuration was loaded.")
+        let expiryName = Self.name(
+            "certificate_expiry", "timestamp_seconds", "When a signing certificate (role signer) or a CA certificate of its chain (role ca) expires.")
+        var expiries: [[String]: Double] = [:]
+        for entry in table.entries {
+            let unit = Self.unit(of: entry, gateway)
+            let report = reports[entry.line]
+            let token = report?.token ?? TokenTracker.tokenLabel(entry)
+            if let report {
+                for state in TokenTracker.State.allCases {
+                    registry.makeGauge(
+                        descriptor: stateName, labels: [("unit", unit), ("token", token), ("state", state.rawValue)]
+                    ).set(to: report.state == state ? 1 : 0)
+                }
+                registry.makeCounter(descriptor: signaturesName, labels: [("unit", unit), ("token", token)]).increment(
+                    by: Int64(report.signatures))
+            }
+            var signer: [Certificate] = []
+            var chain: [Certificate] = []
+            if let report, let der = report.certificate {
+                signer = parsed(der: der)
+                chain = report.chain.flatMap(parsed(der:))
+            } else {
+                signer = entry.certificate.map(parsed(file:)) ?? []
+                chain = entry.chain.map(parsed(file:)) ?? []
+            }
+            for (role, certificates) in [("signer", Array(signer.prefix(1))), ("ca", chain)] {
+                for certificate in certificates {
+                    expiries[[unit, token, certificate.serial, role]] = certificate.notAfter.timeIntervalSince1970
+                }
+            }
+        }
+        for (labels, expiry) in expiries {
+            registry.makeGauge(
+                descriptor: expiryName, labels: [("unit", labels[0]), ("token", labels[1]), ("serial", labels[2]), ("role", labels[3])]
+            ).set(to: expiry)
+        }
+    }
+
+    private func parsed(der: [UInt8]) -> [Certificate] {
+        let key = der.withUnsafeBytes { Data($0) }.base64EncodedString()
+        if let known = certificates.withLock({ $0[key] }) { return known }
+        let made = (try? Certificate(der: der)).map { [$0] } ?? []
+        remember(key, made)
+        return made
+    }
+
+    private func parsed(file path: String) -> [Certificate] {
+        if let known = certificates.withLock({ $0["file:" + path] }) { return known }
+        let made = (try? Certificate.load(pemFile: path)) ?? []
+        remember("file:" + path, made)
+        return made
+    }
+
+    private func remember(_ key: String, _ certificates: [Certificate]) {
+        self.certificates.withLock { cache in
+            // Bounded: a configuration names tens of certificates; reloads may bring new ones.
+            if cache.count > 1000 { cache.removeAll() }
+            cache[key] = certificates
+        }
+    }
+
+    /// A signing-table line's unit: the unit of an address its pattern matches.
+    static func unit(of entry: SigningTable.Entry, _ gateway: Gateway) -> String {
+        var pattern = entry.pattern
+        if pattern == "*" { return "other" }
+        if pattern.hasPrefix("*@.") { pattern = "*@" + pattern.dropFirst(3) }
+        if pattern.hasPrefix("*@") { pattern = "postmaster@" + pattern.dropFirst(2) }
+        return gateway.unit(of: pattern)
     }
 
     /// Unit names that may be labels: the Units table's names and the local domains.

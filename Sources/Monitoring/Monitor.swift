@@ -70,9 +70,16 @@ public final class Monitor: Sendable {
         notifier.notify("STOPPING=1\nSTATUS=stopping: finishing messages in flight")
     }
 
-    /// Probes `socket` until `stop`; sends WATCHDOG=1 after each probe the loop answered.
-    public func probeLoop(_ socket: SocketSpec) {
+    /// Probes `socket` until `stop`; sends WATCHDOG=1 after each probe the loop answered, and
+    /// STATUS= whenever `status` (the gateway in force, its tokens as mail found them) changes.
+    public func probeLoop(_ socket: SocketSpec, status: @escaping @Sendable () -> String) {
+        var lastStatus = status()
         repeat {
+            let current = status()
+            if current != lastStatus {
+                lastStatus = current
+                notifier.notify("STATUS=\(current)")
+            }
             let problem = MilterProbe.problem(socket, timeout: max(1, min(probeInterval, 5)))
             let previous = lastProbe.withLock { last in
                 defer { last = (Date(), problem) }
@@ -110,6 +117,12 @@ public final class Monitor: Sendable {
             } else {
                 parts.append("signing with \(entries) signing-table line\(entries == 1 ? "" : "s")")
             }
+        }
+        let tokens = gateway.tokenTracker.snapshot.filter { $0.token != "file" }
+        if !tokens.isEmpty {
+            let counts = Dictionary(grouping: tokens, by: \.state).mapValues(\.count)
+            let text = TokenTracker.State.allCases.compactMap { state in counts[state].map { "\($0) \(state.rawValue)" } }
+            parts.append("tokens: " + text.joined(separator: ", "))
         }
         if configuration.verifies { parts.append("verifying incoming mail") }
         return parts.joined(separator: "; ")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from miltertest import constants as c
 
-from conftest import BINARY, Daemon, Session, signed_by_provincial_office
+from conftest import BINARY, Daemon, Session, key_uri, signed_by_provincial_office
 from postfix_instance import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,8 +97,11 @@ def start_daemon(pki, directory, metrics_port, notify=None, watchdog_usec=None, 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     chain = f"{pki}/ca/chain.pem"
-    (directory / "signing-table").write_text(
-        f"*@dienbien.gov.vn {pki}/certs/vanphong.key cert={pki}/certs/vanphong.pem chain={chain}\n")
+    (directory / "signing-table").write_text("\n".join([
+        f"*@stttt.dienbien.gov.vn {key_uri(pki, 'STTTT-DienBien', 'unit-seal')} chain={chain}",
+        f"*@absent.dienbien.gov.vn pkcs11:token=Absent-Token;object=seal;type=private?pin-source=file:{pki}/pins/PIN-Test",
+        f"*@dienbien.gov.vn {pki}/certs/vanphong.key cert={pki}/certs/vanphong.pem chain={chain}",
+    ]) + "\n")
     (directory / "units").write_text("*@dienbien.gov.vn  Văn phòng UBND tỉnh\n*@stttt.dienbien.gov.vn  Sở TT&TT\n")
     env = {}
     if notify:
@@ -108,6 +111,7 @@ def start_daemon(pki, directory, metrics_port, notify=None, watchdog_usec=None, 
     daemon = Daemon(directory, [
         f"SigningTable {directory}/signing-table",
         f"Units {directory}/units",
+        "PKCS11Module /usr/lib/softhsm/libsofthsm2.so",
         f"TrustAnchors {pki}/ca/root.pem",
         f"CRLDirectory {pki}/crl",
         "InternalHosts 127.0.0.1, ::1, 10.20.0.0/16",
@@ -225,6 +229,31 @@ def test_counters_in_prometheus_equal_the_messages_sent(monitored, pki, tmp_path
         prometheus.stop()
 
 
+def test_token_states_and_certificate_expiry_are_exported(monitored):
+    text = get(monitored.metrics_port, "/metrics")[1]
+    expiry = samples(text, "smime_milter_certificate_expiry_timestamp_seconds")
+    # Before any mail: the file key's cert= and chain= certificates.
+    assert any('role="signer"' in labels and 'token="file"' in labels for labels in expiry), expiry
+    assert "smime_milter_token_state" not in text
+
+    session = Session(monitored, client="10.20.1.5")
+    assert session.send(message("ketoan@stttt.dienbien.gov.vn"), queue_id="T1").body_replaced
+    result = session.send(message("ketoan@absent.dienbien.gov.vn"), queue_id="T2")
+    assert result.reply[0] == c.SMFIR_REPLYCODE
+    session.close()
+    text = get(monitored.metrics_port, "/metrics")[1]
+    states = samples(text, "smime_milter_token_state")
+    assert states['{unit="Sở TT&TT",token="STTTT-DienBien",state="ok"}'] == 1
+    assert states['{unit="Sở TT&TT",token="STTTT-DienBien",state="locked"}'] == 0
+    # Not in the Units table: the unit is the pattern's domain, bounded by the signing table.
+    assert states['{unit="absent.dienbien.gov.vn",token="Absent-Token",state="absent"}'] == 1, states
+    assert samples(text, "smime_milter_token_signatures_total")['{unit="Sở TT&TT",token="STTTT-DienBien"}'] == 1
+    expiry = samples(text, "smime_milter_certificate_expiry_timestamp_seconds")
+    token_rows = [labels for labels in expiry if 'token="STTTT-DienBien"' in labels]
+    assert any('role="signer"' in labels for labels in token_rows) and any('role="ca"' in labels for labels in token_rows)
+    assert all(value > time.time() for value in expiry.values())
+
+
 # MARK: /healthz and the notify protocol
 
 def test_healthz_answers_ok_and_other_paths_are_404(monitored):
@@ -240,7 +269,7 @@ def test_healthz_answers_ok_and_other_paths_are_404(monitored):
 
 def test_notify_protocol_ready_status_reloading_and_watchdog(monitored, notify):
     ready = notify.wait_for("READY=1")
-    assert "STATUS=signing for 2 units (1 signing-table line); verifying incoming mail" in ready
+    assert "STATUS=signing for 2 units (3 signing-table lines); verifying incoming mail" in ready
     first = notify.wait_for("WATCHDOG=1")
     assert first == "WATCHDOG=1"
     # Kept alive: WATCHDOG_USEC is 2 s, a keep-alive every second.
@@ -255,6 +284,14 @@ def test_notify_protocol_ready_status_reloading_and_watchdog(monitored, notify):
     assert "STATUS=signing for 2 units" in again
     texts = notify.received(since=mark)
     assert texts.index(reloading) < texts.index(again)
+
+    # Tokens in the status once mail was signed with them.
+    session = Session(monitored, client="10.20.1.5")
+    assert session.send(message("ketoan@stttt.dienbien.gov.vn"), queue_id="T1").body_replaced
+    session.send(message("ketoan@absent.dienbien.gov.vn"), queue_id="T2")
+    session.close()
+    status = notify.wait_for("STATUS=signing for 2 units (3 signing-table lines); tokens: 1 ok, 1 absent", since=mark)
+    assert status == "STATUS=signing for 2 units (3 signing-table lines); tokens: 1 ok, 1 absent; verifying incoming mail"
 
 
 def test_no_watchdog_and_503_while_the_milter_loop_does_not_answer(monitored, notify):
