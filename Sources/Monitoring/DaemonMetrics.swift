@@ -42,6 +42,8 @@ public final class DaemonMetrics: Sendable {
     private let verifications = Mutex<[String: Counter]>([:])
     /// Certificates already parsed, by DER or by `cert=`/`chain=` file: a scrape parses each once.
     private let certificates = Mutex<[String: [Certificate]]>([:])
+    /// The CRL cache as last read (it is read from disk at most every 30 s, not at every scrape).
+    private let revocation = Mutex<(at: Date, directory: String, entries: [CRLCache.Entry])?>(nil)
 
     /// Seconds, from a fast local signature to a USB token's slow one and a timed-out message.
     static let buckets: [Duration] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30].map {
@@ -119,6 +121,7 @@ public final class DaemonMetrics: Sendable {
         let scrape = PrometheusCollectorRegistry()
         Self.collect(state, into: scrape, now: now)
         collectSigners(state.gateway, into: scrape)
+        collectRevocation(state.gateway.configuration, into: scrape, now: now)
         scrape.emit(into: &buffer)
         return buffer
     }
@@ -202,6 +205,42 @@ public final class DaemonMetrics: Sendable {
             registry.makeGauge(
                 descriptor: expiryName, labels: [("unit", labels[0]), ("token", labels[1]), ("serial", labels[2]), ("role", labels[3])]
             ).set(to: expiry)
+        }
+    }
+
+    /// Per CRL the daemon keeps (by issuing CA and URL): its nextUpdate, when it was last
+    /// fetched, and the fetches that failed since; and `CRLGracePeriod`, for the alert rules.
+    func collectRevocation(_ configuration: Configuration, into registry: PrometheusCollectorRegistry, now: Date) {
+        registry.makeGauge(
+            descriptor: Self.name("crl_grace_period", "seconds", "CRLGracePeriod: how long past its nextUpdate a CRL is still used.")
+        ).set(to: Double(configuration.crlGracePeriod))
+        let directory = configuration.stateDirectory + "/crl-cache"
+        let entries: [CRLCache.Entry]
+        if let last = revocation.withLock({ $0 }), last.directory == directory, now.timeIntervalSince(last.at) < 30 {
+            entries = last.entries
+        } else {
+            entries = FileManager.default.fileExists(atPath: directory) ? CRLCache.entries(directory: directory) : []
+            revocation.withLock { $0 = (now, directory, entries) }
+        }
+        for entry in entries {
+            let labels = [("ca", entry.issuer ?? "unknown"), ("url", entry.url)]
+            if let next = entry.nextUpdate {
+                registry.makeGauge(
+                    descriptor: Self.name("crl_next_update", "timestamp_seconds", "The nextUpdate of the CRL kept for a CA."),
+                    labels: labels
+                ).set(to: next.timeIntervalSince1970)
+            }
+            if let fetched = entry.fetchedAt {
+                registry.makeGauge(
+                    descriptor: Self.name("crl_last_fetch", "timestamp_seconds", "When the CRL kept for a CA was last fetched."),
+                    labels: labels
+                ).set(to: fetched.timeIntervalSince1970)
+            }
+            registry.makeGauge(
+                descriptor: Self.name(
+                    "revocation_fetch_failures", "", "CRL or OCSP fetches from a URL that failed since its last success."),
+                labels: labels
+            ).set(to: Double(entry.failures))
         }
     }
 

@@ -425,3 +425,50 @@ def test_slow_clients_do_not_hold_up_the_milter(monitored):
     finally:
         for sock in slow:
             sock.close()
+
+
+# MARK: the alert rules and the dashboard
+
+MONITORING_CONF = REPO / "conf"
+
+
+def test_alert_rules_pass_promtool_check_and_their_unit_tests():
+    rules = MONITORING_CONF / "prometheus"
+    check = subprocess.run(["promtool", "check", "rules", "smime-milter-rules.yml"], cwd=rules, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    test = subprocess.run(["promtool", "test", "rules", "smime-milter-rules.test.yml"], cwd=rules, capture_output=True, text=True)
+    assert test.returncode == 0, test.stdout + test.stderr
+
+
+def declared_metric_names():
+    """Every name DaemonMetrics declares (`name("x", "unit", ...)`), histograms with their series."""
+    import re
+    source = (REPO / "Sources" / "Monitoring" / "DaemonMetrics.swift").read_text()
+    names = set()
+    for metric, unit in re.findall(r'name\(\s*"([a-z_]+)",\s*"([a-z_]*)"', source):
+        name = "_".join(part for part in ("smime_milter", metric, unit) if part)
+        names.add(name)
+        if unit == "seconds" and "duration" in metric:
+            names.update({name + "_bucket", name + "_sum", name + "_count"})
+    return names
+
+
+def test_every_metric_the_dashboard_and_rules_use_is_one_the_daemon_exports(monitored):
+    import re
+    declared = declared_metric_names()
+    session = Session(monitored, client="10.20.1.5")
+    session.send(message("ketoan@stttt.dienbien.gov.vn"), queue_id="D1")
+    session.close()
+    scraped = {line.split("{")[0].split(" ")[0] for line in get(monitored.metrics_port, "/metrics")[1].splitlines()
+               if line and not line.startswith("#")}
+    # The list read from the source is the one the daemon serves (none missed by the pattern).
+    assert scraped <= declared, scraped - declared
+    assert {"smime_milter_messages_total", "smime_milter_token_state", "smime_milter_build_info",
+            "smime_milter_certificate_expiry_timestamp_seconds"} <= scraped
+    dashboard = (MONITORING_CONF / "grafana" / "smime-milter-dashboard.json").read_text()
+    json.loads(dashboard)
+    rules = (MONITORING_CONF / "prometheus" / "smime-milter-rules.yml").read_text()
+    for text in (dashboard, rules):
+        used = set(re.findall(r"smime_milter_[a-z_]+", text))
+        assert used, "no metric used"
+        assert used <= declared, used - declared
