@@ -101,7 +101,7 @@ let package = Package(
             name: "MilterTests", dependencies: ["Milter", "Gateway", "MIME", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "MonitoringTests", dependencies: ["Monitoring", "Gateway", "TestSupport"],
+            name: "MonitoringTests", dependencies: ["Monitoring", "Gateway", "SMIME", "Token", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "MIMETests",

@@ -40,6 +40,8 @@ public final class DaemonMetrics: Sendable {
     private let lastReload: Gauge
     private let lastReloadSuccess: Gauge
     private let verifications = Mutex<[String: Counter]>([:])
+    /// The series a scrape reads from the daemon's state, kept from one scrape to the next.
+    private let scrapeSeries = Mutex(ScrapeSeries())
     /// Certificates already parsed, by DER or by `cert=`/`chain=` file: a scrape parses each once.
     private let certificates = Mutex<[String: [Certificate]]>([:])
     /// The CRL cache as last read (it is read from disk at most every 30 s, not at every scrape).
@@ -113,20 +115,22 @@ public final class DaemonMetrics: Sendable {
 
     // MARK: a scrape
 
-    /// The whole exposition: the long-lived registry, then what `state` says now.
+    /// The whole exposition: the message path's registry, then what `state` says now.
     public func exposition(_ state: ScrapeState, now: Date = Date()) -> [UInt8] {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(16 << 10)
         registry.emit(into: &buffer)
-        let scrape = PrometheusCollectorRegistry()
-        Self.collect(state, into: scrape, now: now)
-        collectSigners(state.gateway, into: scrape)
-        collectRevocation(state.gateway.configuration, into: scrape, now: now)
-        scrape.emit(into: &buffer)
+        scrapeSeries.withLock { scrape in
+            Self.collect(state, into: scrape, now: now)
+            collectSigners(state.gateway, into: scrape)
+            collectRevocation(state.gateway.configuration, into: scrape, now: now)
+            scrape.sweep()
+            scrape.registry.emit(into: &buffer)
+        }
         return buffer
     }
 
-    static func collect(_ state: ScrapeState, into registry: PrometheusCollectorRegistry, now: Date) {
+    static func collect(_ state: ScrapeState, into registry: ScrapeSeries, now: Date) {
         let gateway = state.gateway
         let known = Self.knownUnits(gateway)
         let messages = name(
@@ -164,7 +168,7 @@ public final class DaemonMetrics: Sendable {
 
     /// Per signing-table line: its token's state and signatures (as `TokenTracker` saw them),
     /// and when its certificate and each CA certificate of its chain expire.
-    func collectSigners(_ gateway: Gateway, into registry: PrometheusCollectorRegistry) {
+    func collectSigners(_ gateway: Gateway, into registry: ScrapeSeries) {
         guard let table = gateway.signingTable else { return }
         let reports = Dictionary(gateway.tokenTracker.snapshot.map { ($0.line, $0) }, uniquingKeysWith: { a, _ in a })
         let stateName = Self.name(
@@ -210,7 +214,7 @@ public final class DaemonMetrics: Sendable {
 
     /// Per CRL the daemon keeps (by issuing CA and URL): its nextUpdate, when it was last
     /// fetched, and the fetches that failed since; and `CRLGracePeriod`, for the alert rules.
-    func collectRevocation(_ configuration: Configuration, into registry: PrometheusCollectorRegistry, now: Date) {
+    func collectRevocation(_ configuration: Configuration, into registry: ScrapeSeries, now: Date) {
         registry.makeGauge(
             descriptor: Self.name("crl_grace_period", "seconds", "CRLGracePeriod: how long past its nextUpdate a CRL is still used.")
         ).set(to: Double(configuration.crlGracePeriod))
@@ -289,5 +293,59 @@ public final class DaemonMetrics: Sendable {
         let reason = parts.count > 1 ? parts[1] : ""
         let incoming = outcome == "verified" || (outcome == "skipped" && reason == "incoming")
         return (incoming ? "incoming" : "outgoing", outcome, reason)
+    }
+}
+
+/// The series read at scrape time, in a registry of their own that lives from one scrape to the
+/// next: a series seen again only gets its new value (no allocation), and one a scrape no longer
+/// sees (a unit or CRL that went away with a reload) is unregistered, never exported stale.
+final class ScrapeSeries {
+    let registry = PrometheusCollectorRegistry()
+    private var gauges: [String: Gauge] = [:]
+    private var counters: [String: Counter] = [:]
+    private var seen: Set<String> = []
+
+    private static func key(_ descriptor: MetricNameDescriptor, _ labels: [(String, String)]) -> String {
+        labels.reduce(descriptor.name) { $0 + "\u{0}" + $1.0 + "\u{0}" + $1.1 }
+    }
+
+    func makeGauge(descriptor: MetricNameDescriptor, labels: [(String, String)] = []) -> Gauge {
+        let key = Self.key(descriptor, labels)
+        seen.insert(key)
+        if let gauge = gauges[key] { return gauge }
+        let gauge =
+            labels.isEmpty ? registry.makeGauge(descriptor: descriptor) : registry.makeGauge(descriptor: descriptor, labels: labels)
+        gauges[key] = gauge
+        return gauge
+    }
+
+    /// The counter, at 0: the caller adds the count it read.
+    func makeCounter(descriptor: MetricNameDescriptor, labels: [(String, String)] = []) -> Counter {
+        let key = Self.key(descriptor, labels)
+        seen.insert(key)
+        let counter: Counter
+        if let existing = counters[key] {
+            counter = existing
+        } else {
+            counter =
+                labels.isEmpty
+                ? registry.makeCounter(descriptor: descriptor) : registry.makeCounter(descriptor: descriptor, labels: labels)
+            counters[key] = counter
+        }
+        counter.reset()
+        return counter
+    }
+
+    /// Unregisters what this scrape did not see; the next scrape starts afresh.
+    func sweep() {
+        for (key, gauge) in gauges where !seen.contains(key) {
+            registry.unregisterGauge(gauge)
+            gauges[key] = nil
+        }
+        for (key, counter) in counters where !seen.contains(key) {
+            registry.unregisterCounter(counter)
+            counters[key] = nil
+        }
+        seen.removeAll(keepingCapacity: true)
     }
 }

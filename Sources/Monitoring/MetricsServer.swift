@@ -2,6 +2,7 @@ public import Gateway
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// Why the metrics endpoint could not start: one line for the log, naming the key and the fix.
 public struct MonitoringError: Error, CustomStringConvertible, Sendable {
@@ -30,6 +31,8 @@ public final class MetricsServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     public let spec: SocketSpec
+    /// Connections served at once; each is closed after 10 s without traffic.
+    static let maximumConnections = 32
 
     /// Binds `spec` now (before privileges are dropped, so a port below 1024 works) and serves.
     public init(spec: SocketSpec, exposition: @escaping Exposition, health: @escaping HealthCheck) throws {
@@ -40,11 +43,16 @@ public final class MetricsServer: Sendable {
         case .unix: throw MonitoringError(description: "MetricsListen \(spec) is a local socket; write for example inet:9894@127.0.0.1")
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let open = ConnectionCount()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.eventLoop.makeCompletedFuture {
+                // Scrapers are few: beyond `maximumConnections` a connection is closed at once, so
+                // that idle or slow clients cannot take the file descriptors the milter needs.
+                guard open.enter(limit: Self.maximumConnections) else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in open.leave() }
+                return channel.pipeline.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .seconds(10)))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
@@ -81,6 +89,22 @@ public final class MetricsServer: Sendable {
         try? channel.close().wait()
         try? group.syncShutdownGracefully()
     }
+}
+
+/// The metrics connections open now.
+final class ConnectionCount: Sendable {
+    private let count = Mutex(0)
+
+    /// Counts one more connection unless `limit` are open already.
+    func enter(limit: Int) -> Bool {
+        count.withLock { count in
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    func leave() { count.withLock { $0 -= 1 } }
 }
 
 /// One HTTP/1.1 request at a time per connection; the body of a request is ignored.

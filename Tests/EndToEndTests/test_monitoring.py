@@ -406,7 +406,8 @@ def test_ten_thousand_senders_keep_the_series_bounded(monitored):
 def test_slow_clients_do_not_hold_up_the_milter(monitored):
     # Clients that connect and send half a request, or nothing at all, and keep the connection.
     slow = []
-    for index in range(20):
+    # More than the endpoint serves at once (32): the rest are closed at once.
+    for index in range(60):
         sock = socket.create_connection(("127.0.0.1", monitored.metrics_port))
         if index % 2:
             sock.sendall(b"GET /metr")
@@ -419,12 +420,31 @@ def test_slow_clients_do_not_hold_up_the_milter(monitored):
             assert result.body_replaced
         session.close()
         assert time.monotonic() - started < 10
-        # Other scrapers are still answered.
-        status, body = get(monitored.metrics_port, "/metrics", timeout=5)
-        assert status == 200 and "smime_milter_build_info" in body
+        assert monitored.alive()
     finally:
         for sock in slow:
             sock.close()
+    # Once they are gone, scrapers are answered again.
+    deadline = time.time() + 10
+    while True:
+        try:
+            status, body = get(monitored.metrics_port, "/metrics", timeout=5)
+            break
+        except OSError:
+            assert time.time() < deadline
+            time.sleep(0.2)
+    assert status == 200 and "smime_milter_build_info" in body
+
+
+def test_idle_metrics_connections_are_closed(monitored):
+    sock = socket.create_connection(("127.0.0.1", monitored.metrics_port))
+    sock.settimeout(20)
+    started = time.monotonic()
+    try:
+        assert sock.recv(1) == b""
+        assert 8 < time.monotonic() - started < 15
+    finally:
+        sock.close()
 
 
 # MARK: the alert rules and the dashboard
@@ -436,7 +456,7 @@ def test_alert_rules_pass_promtool_check_and_their_unit_tests():
     rules = MONITORING_CONF / "prometheus"
     check = subprocess.run(["promtool", "check", "rules", "smime-milter-rules.yml"], cwd=rules, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    test = subprocess.run(["promtool", "test", "rules", "smime-milter-rules.test.yml"], cwd=rules, capture_output=True, text=True)
+    test = subprocess.run(["promtool", "test", "rules", "smime-milter-rules.test.yml", "smime-milter-expiry.test.yml"], cwd=rules, capture_output=True, text=True)
     assert test.returncode == 0, test.stdout + test.stderr
 
 

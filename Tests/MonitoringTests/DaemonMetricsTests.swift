@@ -1,7 +1,10 @@
 import Foundation
-import Gateway
 import SMIME
+import TestSupport
+import Token
 import XCTest
+
+@testable import Gateway
 
 @testable import Monitoring
 
@@ -72,5 +75,46 @@ final class DaemonMetricsTests: XCTestCase {
         XCTAssertTrue(DaemonMetrics.split("skipped.incoming") == ("incoming", "skipped", "incoming"))
         XCTAssertTrue(DaemonMetrics.split("verified.temperror") == ("incoming", "verified", "temperror"))
         XCTAssertTrue(DaemonMetrics.split("sender-signed.pass") == ("outgoing", "sender-signed", "pass"))
+    }
+}
+
+final class ScrapeCostTests: XCTestCase {
+    /// The issue's size: 13 units and 20 tokens, each with a certificate and its chain. A scrape
+    /// after the first (which parses the certificates once) stays under 10 ms.
+    func testAScrapeWithThirteenUnitsAndTwentyTokensTakesUnderTenMilliseconds() throws {
+        let pki = TestPKI.shared
+        let cert = pki.path("certs/vanphong.pem")
+        let chain = pki.path("ca/chain.pem")
+        let unitsText = (0..<13).map { "*@unit\($0).dienbien.gov.vn  Đơn vị \($0)" }.joined(separator: "\n")
+        let tableText = (0..<20).map {
+            "*@unit\($0 % 13).dienbien.gov.vn\($0 >= 13 ? "x" : "") pkcs11:token=Token-\($0);object=seal?pin-source=file:/p cert=\(cert) chain=\(chain)"
+        }.joined(separator: "\n")
+        let table = try SigningTable.parse(tableText, file: "signing-table")
+        let statistics = Statistics()
+        for unit in 0..<13 {
+            for counter in ["signed", "skipped.no-signer", "failed.token", "verified.pass", "verified.fail"] {
+                statistics.count(counter, units: ["Đơn vị \(unit)"])
+            }
+        }
+        let gateway = Gateway(
+            configuration: Configuration(), signingTable: table, authorizedSigners: nil, verifier: nil,
+            units: try Units.parse(unitsText, file: "units"), statistics: statistics)
+        for entry in table.entries {
+            gateway.tokenTracker.failed(entry, TokenError(.locked, operation: "C_Login", detail: "locked"))
+        }
+        let metrics = DaemonMetrics(version: "1")
+        let state = DaemonMetrics.ScrapeState(gateway: gateway, recordsWaiting: 0, recordsDropped: 0)
+        let first = String(decoding: metrics.exposition(state), as: UTF8.self)
+        XCTAssertEqual(first.split(separator: "\n").filter { $0.hasPrefix("smime_milter_token_state{") && $0.hasSuffix(" 1.0") }.count, 20)
+        XCTAssertEqual(
+            first.split(separator: "\n").filter { $0.hasPrefix("smime_milter_certificate_expiry_timestamp_seconds{") && $0.contains("role=\"signer\"") }.count, 20)
+        let clock = ContinuousClock()
+        var times: [Duration] = []
+        for _ in 0..<20 {
+            times.append(clock.measure { _ = metrics.exposition(state) })
+        }
+        let median = times.sorted()[times.count / 2]
+        XCTAssertLessThan(median, .milliseconds(10), "median scrape \(median)")
+        print("scrape with 13 units and 20 tokens: median \(median)")
     }
 }
