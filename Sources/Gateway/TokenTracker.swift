@@ -63,10 +63,12 @@ public final class TokenTracker: Sendable {
     }
 
     /// A token error while signing for `entry`.
-    func failed(_ entry: SigningTable.Entry, _ error: TokenError) {
+    func failed(_ entry: SigningTable.Entry, _ failure: TokenError) {
         let state: State
-        switch error.code {
-        case .locked: state = .locked
+        switch failure.code {
+        // PINGuard refuses a login at the final try with the `locked` code too; only its text
+        // names the flag. A code of its own for it would let this compare codes alone.
+        case .locked: state = failure.description.contains("CKF_USER_PIN_FINAL_TRY") ? .finalTry : .locked
         case .pin, .pinRefused: state = .pinRefused
         case .stuck, .timeout: state = .stuck
         case .notFound, .unavailable, .module: state = .absent

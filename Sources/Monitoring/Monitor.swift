@@ -51,7 +51,7 @@ public final class Monitor: Sendable {
 
     /// The socket is open and privileges are dropped.
     public func ready(status: String) {
-        notifier.notify("READY=1\nSTATUS=\(status)\nMAINPID=\(getpid())")
+        notifier.notify("READY=1\nSTATUS=\(Self.oneLine(status))\nMAINPID=\(getpid())")
     }
 
     public func reloading() {
@@ -63,7 +63,7 @@ public final class Monitor: Sendable {
 
     public func reloaded(successfully: Bool, status: String) {
         metrics.configurationLoaded(successfully: successfully)
-        notifier.notify("READY=1\nSTATUS=\(status)")
+        notifier.notify("READY=1\nSTATUS=\(Self.oneLine(status))")
     }
 
     public func stopping() {
@@ -78,7 +78,7 @@ public final class Monitor: Sendable {
             let current = status()
             if current != lastStatus {
                 lastStatus = current
-                notifier.notify("STATUS=\(current)")
+                notifier.notify("STATUS=\(Self.oneLine(current))")
             }
             let problem = MilterProbe.problem(socket, timeout: max(1, min(probeInterval, 5)))
             let previous = lastProbe.withLock { last in
@@ -104,6 +104,11 @@ public final class Monitor: Sendable {
             return server
         }
         current?.stop()
+    }
+
+    /// A notify message is `KEY=VALUE` lines: a value must not start another.
+    static func oneLine(_ text: String) -> String {
+        String(text.map { $0.isNewline ? " " : $0 })
     }
 
     /// `systemctl status`'s line: what the daemon does with the configuration in force.

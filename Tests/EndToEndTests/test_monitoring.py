@@ -492,3 +492,51 @@ def test_every_metric_the_dashboard_and_rules_use_is_one_the_daemon_exports(moni
         used = set(re.findall(r"smime_milter_[a-z_]+", text))
         assert used, "no metric used"
         assert used <= declared, used - declared
+
+
+# MARK: the alerts firing in a real Prometheus
+
+def firing(prometheus, alertname):
+    return prometheus.query(f'ALERTS{{alertname="{alertname}", alertstate="firing"}}')
+
+
+def test_token_locked_and_certificate_expiry_alerts_fire_in_prometheus(pki, tmp_path):
+    from test_hardware_tokens import HardwareToken, hw_daemon
+
+    # A unit certificate that expires in 5 days, in a file beside its key.
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(certs / "soon.key"), "-out", str(certs / "soon.pem"), "-days", "5",
+                    "-subj", "/CN=Sở sắp hết hạn/emailAddress=vanthu@soon.dienbien.gov.vn"],
+                   check=True, capture_output=True)
+    locked = HardwareToken(pki, "HW-Flags")
+    locked.set("max_pin_tries", 3)
+    locked.set("pin_failures", 3)
+    port = free_port()
+    daemon = hw_daemon(pki, tmp_path / "milter", [locked], extra=[f"MetricsListen inet:{port}@127.0.0.1"])
+    table = daemon.directory / "signing-table"
+    table.write_text(table.read_text() + f"*@soon.dienbien.gov.vn {certs}/soon.key cert={certs}/soon.pem\n")
+    daemon.start()
+    prometheus = None
+    try:
+        result = Session(daemon, client="127.0.0.1").send(message(locked.address()), queue_id="4LOCK")
+        assert result.smtp_reply.startswith("451 4.7.0")
+        prometheus = Prometheus(tmp_path / "prometheus", port, rules=MONITORING_CONF / "prometheus" / "smime-milter-rules.yml")
+        alert = prometheus.wait_for('ALERTS{alertname="SmimeMilterTokenLocked", alertstate="firing"}', bool)
+        assert alert[0]["metric"]["token"] == "HW-Flags"
+        assert alert[0]["metric"]["unit"] == "hw-flags.lab.dienbien.gov.vn"
+        soon = prometheus.wait_for('ALERTS{alertname="SmimeMilterCertificateExpiresIn7Days", alertstate="firing"}', bool)
+        assert soon[0]["metric"]["unit"] == "soon.dienbien.gov.vn" and soon[0]["metric"]["role"] == "signer"
+        assert firing(prometheus, "SmimeMilterCertificateExpiresIn30Days")
+        assert not firing(prometheus, "SmimeMilterTokenFinalTry")
+
+        # One wrong try less: the token is at its final try, and the alerts follow the next message.
+        locked.set("pin_failures", 2)
+        Session(daemon, client="127.0.0.1").send(message(locked.address()), queue_id="4FINAL")
+        prometheus.wait_for('ALERTS{alertname="SmimeMilterTokenFinalTry", alertstate="firing"}', bool)
+        prometheus.wait_for('ALERTS{alertname="SmimeMilterTokenLocked", alertstate="firing"}', lambda r: not r)
+    finally:
+        if prometheus:
+            prometheus.stop()
+        daemon.stop()
