@@ -83,7 +83,10 @@ public final class MilterService: Sendable {
         startThread("signals") { self.signalLoop() }
         startThread("statistics") { self.statisticsLoop() }
         if let monitor {
-            startThread("health") { monitor.probeLoop(socket) { Monitor.status(self.gateway) } }
+            // The probe feeds /healthz and the systemd watchdog; with neither there is no one to tell.
+            if configuration.metricsListen != nil || monitor.notifier.isEnabled {
+                startThread("health") { monitor.probeLoop(socket) { Monitor.status(self.gateway) } }
+            }
             monitor.ready(status: Monitor.status(gateway))
         }
         logger.info(
