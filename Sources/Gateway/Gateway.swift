@@ -413,6 +413,11 @@ public final class Gateway: Sendable {
         }
     }
 
+    /// Token calls running now for a signing-table line (its sessions in use); nil before its first.
+    public func tokenCallsInFlight(line: Int) -> Int? {
+        workers.withLock { $0[line] }?.callsInFlight
+    }
+
     /// The key of a signing-table entry without its query (which may hold a PIN) and its line.
     static func signerLabel(_ entry: SigningTable.Entry) -> String {
         let key = entry.key.prefix(while: { $0 != "?" })

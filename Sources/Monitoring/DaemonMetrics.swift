@@ -190,6 +190,12 @@ public final class DaemonMetrics: Sendable {
                 registry.makeCounter(descriptor: signaturesName, labels: [("unit", unit), ("token", token)]).increment(
                     by: Int64(report.signatures))
             }
+            if let calls = gateway.tokenCallsInFlight(line: entry.line) {
+                registry.makeGauge(
+                    descriptor: Self.name("token_sessions_in_use", "", "Token calls running now for a signing-table line, one session each."),
+                    labels: [("unit", unit), ("token", token)]
+                ).set(to: Double(calls))
+            }
             var signer: [Certificate] = []
             var chain: [Certificate] = []
             if let report, let der = report.certificate {

@@ -248,6 +248,7 @@ def test_token_states_and_certificate_expiry_are_exported(monitored):
     # Not in the Units table: the unit is the pattern's domain, bounded by the signing table.
     assert states['{unit="absent.dienbien.gov.vn",token="Absent-Token",state="absent"}'] == 1, states
     assert samples(text, "smime_milter_token_signatures_total")['{unit="Sở TT&TT",token="STTTT-DienBien"}'] == 1
+    assert samples(text, "smime_milter_token_sessions_in_use")['{unit="Sở TT&TT",token="STTTT-DienBien"}'] == 0
     expiry = samples(text, "smime_milter_certificate_expiry_timestamp_seconds")
     token_rows = [labels for labels in expiry if 'token="STTTT-DienBien"' in labels]
     assert any('role="signer"' in labels for labels in token_rows) and any('role="ca"' in labels for labels in token_rows)
