@@ -541,3 +541,36 @@ def test_token_locked_and_certificate_expiry_alerts_fire_in_prometheus(pki, tmp_
         if prometheus:
             prometheus.stop()
         daemon.stop()
+
+
+def test_a_hung_token_shows_a_session_in_use_and_stuck_then_ok_again(pki, tmp_path):
+    from test_hardware_tokens import HardwareToken, hw_daemon, send
+
+    hung = HardwareToken(pki, "HW-Hang")
+    port = free_port()
+    daemon = hw_daemon(pki, tmp_path / "milter", [hung],
+                       extra=["SigningTimeout 2", f"MetricsListen inet:{port}@127.0.0.1"]).start()
+    labels = '{unit="hw-hang.lab.dienbien.gov.vn",token="HW-Hang"}'
+    state = lambda name: samples(get(port, "/metrics")[1], "smime_milter_token_state").get(
+        f'{{unit="hw-hang.lab.dienbien.gov.vn",token="HW-Hang",state="{name}"}}')
+    try:
+        assert send(daemon, hung.address()).body_replaced
+        assert state("ok") == 1
+        hung.set("hang")
+        assert send(daemon, hung.address(), queue_id="HUNG1").smtp_reply.startswith("451 4.7.0")
+        # The call still hangs on its token thread: one session in use, and the token is stuck.
+        text = get(port, "/metrics")[1]
+        assert samples(text, "smime_milter_token_sessions_in_use")[labels] == 1
+        assert state("stuck") == 1 and state("ok") == 0
+        assert get(port, "/healthz")[0] == 200, "a stuck token is not a stuck milter"
+
+        hung.clear("hang")
+        deadline = time.time() + 10
+        while not send(daemon, hung.address(), queue_id="AGAIN").body_replaced:
+            assert time.time() < deadline
+            time.sleep(0.2)
+        assert state("ok") == 1 and state("stuck") == 0
+        assert samples(get(port, "/metrics")[1], "smime_milter_token_sessions_in_use")[labels] == 0
+    finally:
+        hung.clear("hang")
+        daemon.stop()
