@@ -16,6 +16,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // MARK: system libraries (a module map and one shim header each)
@@ -46,19 +49,33 @@ let package = Package(
             name: "Records",
             dependencies: ["CSQLite", "CShims", "Gateway", "MIME", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        // The metrics endpoint (MetricsListen): Prometheus exposition served over SwiftNIO's HTTP/1.1,
+        // and the systemd notify protocol.
+        .target(
+            name: "Monitoring",
+            dependencies: [
+                "Gateway", "SMIME", "Token",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
         // C for what Swift cannot do: taking SIGHUP/SIGTERM/SIGINT away from libmilter (signals.c says
         // why), glibc's malloc threshold, thread names, OpenSSL initialised before main (openssl.c).
         .target(name: "CShims", linkerSettings: [.linkedLibrary("crypto")]),
         .target(
             name: "Milter",
-            dependencies: ["CMilter", "CShims", "Gateway", "MIME", "Records", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CMilter", "CShims", "Gateway", "MIME", "Monitoring", "Records", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
         // MARK: the executable
         .executableTarget(
             name: "smime-milter",
             dependencies: [
-                "MIME", "Token", "SMIME", "Gateway", "Milter", "Records",
+                "MIME", "Token", "SMIME", "Gateway", "Milter", "Monitoring", "Records",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -82,6 +99,9 @@ let package = Package(
             name: "RecordsTests", dependencies: ["Records", "Gateway", "MIME", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "MilterTests", dependencies: ["Milter", "Gateway", "MIME", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MonitoringTests", dependencies: ["Monitoring", "Gateway", "SMIME", "Token", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "MIMETests",

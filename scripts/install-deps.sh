@@ -14,6 +14,8 @@ if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
     packages+=(chromium fonts-dejavu-core)
     # systemd-analyze verifies the shipped unit files.
     packages+=(systemd)
+    # Prometheus scrapes the daemon and promtool checks and unit-tests the alert rules.
+    packages+=(prometheus)
 fi
 if [ "${1:-}" = bench ]; then
     packages+=(opendkim)

@@ -82,6 +82,8 @@ public struct Configuration: Sendable {
     /// `ReportMailFrom`: the report mail's From (and envelope sender); a unit address the
     /// SigningTable signs for, so that the report leaves signed.
     public var reportMailFrom: String?
+    /// Where `/metrics` and `/healthz` are served (`MetricsListen`); nil when off.
+    public var metricsListen: SocketSpec?
 
     /// The records' database file, or nil when records are off.
     public var eventDatabasePath: String? {
@@ -258,6 +260,19 @@ public struct Configuration: Sendable {
         Key(name: "ReportMailFrom", type: "address", defaultValue: "(none)", required: false,
             description: "From of the report mail: an address the SigningTable signs for") {
             $0.reportMailFrom = try mailAddress($1, key: "ReportMailFrom")
+        },
+        Key(name: "MetricsListen", type: "socket", defaultValue: "(none: no metrics endpoint)", required: false,
+            description: "where Prometheus scrapes /metrics and /healthz: inet:PORT@HOST or inet6:PORT@[HOST]") {
+            let spec: SocketSpec
+            do {
+                spec = try SocketSpec(parsing: $1)
+            } catch let error as SocketSpec.ParseError {
+                throw Problem(error.problem, "write for example inet:9894@127.0.0.1")
+            }
+            if case .unix = spec {
+                throw Problem("MetricsListen \($1) is a local socket, which Prometheus cannot scrape", "write for example inet:9894@127.0.0.1")
+            }
+            $0.metricsListen = spec
         },
     ]
 

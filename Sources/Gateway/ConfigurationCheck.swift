@@ -72,6 +72,13 @@ public enum ConfigurationCheck {
                 ok("units \(unitsPath): \(units.names.count) units")
             } catch { fail("\(error)") }
         }
+        if let metrics = configuration.metricsListen {
+            switch ListenCheck.check(metrics) {
+            case .free: ok("MetricsListen \(metrics): free to listen on")
+            case .servedBySmimeMilter: ok("MetricsListen \(metrics): served by the running smime-milter")
+            case .problem(let problem): fail(problem)
+            }
+        }
         if let database = configuration.eventDatabasePath {
             let directory = (database as NSString).deletingLastPathComponent
             if !FileManager.default.fileExists(atPath: directory) {

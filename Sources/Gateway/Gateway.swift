@@ -114,6 +114,8 @@ public final class Gateway: Sendable {
     public let verifier: Verifier?
     public let statistics: Statistics
     public let units: Units?
+    /// Each signing-table line's token state and signatures, as the messages found them.
+    public let tokenTracker = TokenTracker()
     /// `LocalDomains`, or the domains of the signing and units tables.
     public let localDomains: [String]
     let logger: Logger
@@ -280,6 +282,7 @@ public final class Gateway: Sendable {
                     "signed without signingTime: the Date header is \(minutes) minutes from now, more than SigningTimeSkew (\(allowed) minutes)",
                     metadata: ["milter.queue_id": "\(envelope.queueID ?? "NOQUEUE")"])
             }
+            tokenTracker.signed(entry, signer: signer)
             var record = event
             record.outcome = .signed
             var actions = result.headerEdits.map(MilterAction.header)
@@ -296,6 +299,7 @@ public final class Gateway: Sendable {
                 outcome: .signed(signer: label), actions: actions + [.replaceBody(result.body)], units: [unit], address: author,
                 event: record)
         } catch let error as TokenError {
+            tokenTracker.failed(entry, error)
             return fail(
                 "token", "\(label): \(error)",
                 .failure(configuration.onSignFailure, enhancedSubject: "7.0", text: "signing token unavailable, try again later"))
@@ -450,6 +454,11 @@ public final class Gateway: Sendable {
             case .malformed: "its MIME structure is broken"
             }
         return "message cannot be signed because \(what); send it again in a simpler form"
+    }
+
+    /// Token calls running now for a signing-table line (its sessions in use); nil before its first.
+    public func tokenCallsInFlight(line: Int) -> Int? {
+        workers.withLock { $0[line] }?.callsInFlight
     }
 
     /// The key of a signing-table entry without its query (which may hold a PIN) and its line.

@@ -3,6 +3,7 @@ import Foundation
 public import Gateway
 public import Logging
 import MIME
+public import Monitoring
 import Records
 import Synchronization
 
@@ -42,13 +43,17 @@ public final class MilterService: Sendable {
     /// One record per message (`EventDatabase`), nil when records are off. Opened once per run:
     /// a reload that names another file takes effect at the next restart.
     let records: EventWriter?
+    /// Metrics, health and systemd notifications; nil in tests that need none.
+    let monitor: Monitor?
 
     /// Loads the gateway for `configuration`, with the counters saved by the previous run.
-    public init(configurationPath: String, configuration: Configuration, logger: Logger, spoolDirectory: String = "/tmp")
-        throws
-    {
+    public init(
+        configurationPath: String, configuration: Configuration, logger: Logger, spoolDirectory: String = "/tmp",
+        monitor: Monitor? = nil
+    ) throws {
         self.configurationPath = configurationPath
         self.logger = logger
+        self.monitor = monitor
         let statistics = Statistics(starting: (try? Statistics.read(from: Self.statisticsPath(configuration))) ?? .init())
         let gateway = try Gateway.load(configuration, statistics: statistics, logger: logger)
         state = Mutex(State(gateway: gateway, spoolDirectory: spoolDirectory))
@@ -71,6 +76,8 @@ public final class MilterService: Sendable {
         ProcessSetup.prepareMemory()
         try Libmilter.register(self)
         try Libmilter.openSocket(socket, umask: configuration.umask)
+        // Bound before privileges are dropped, like the milter socket.
+        try monitor?.startServer(configuration.metricsListen) { [self] in scrape() }
         try ProcessSetup.dropPrivileges(configuration.userID, socket: socket, logger: logger)
         let spoolDirectory = try ProcessSetup.makeSpoolDirectory(in: configuration.spoolDirectory)
         state.withLock { $0.spoolDirectory = spoolDirectory }
@@ -78,6 +85,13 @@ public final class MilterService: Sendable {
 
         startThread("signals") { self.signalLoop() }
         startThread("statistics") { self.statisticsLoop() }
+        if let monitor {
+            // The probe feeds /healthz and the systemd watchdog; with neither there is no one to tell.
+            if configuration.metricsListen != nil || monitor.notifier.isEnabled {
+                startThread("health") { monitor.probeLoop(socket) { Monitor.status(self.gateway) } }
+            }
+            monitor.ready(status: Monitor.status(gateway))
+        }
         logger.info(
             "smime-milter listening",
             metadata: [
@@ -87,6 +101,7 @@ public final class MilterService: Sendable {
             ])
         let succeeded = Libmilter.main()
         ended.signal()
+        monitor?.stop()
         waitForMessagesInFlight()
         saveStatistics()
         records?.stop()
@@ -98,6 +113,7 @@ public final class MilterService: Sendable {
     /// A configuration that does not load is refused and the running one stays.
     public func reload() {
         let current = gateway
+        monitor?.reloading()
         do {
             let configuration = try Configuration.load(path: configurationPath)
             if configuration.socket != current.configuration.socket {
@@ -107,16 +123,22 @@ public final class MilterService: Sendable {
                 logger.warning("EventDatabase changed in \(configurationPath); it takes effect at the next restart")
             }
             let gateway = try Gateway.load(configuration, statistics: current.statistics, logger: logger)
+            if configuration.metricsListen != current.configuration.metricsListen {
+                logger.warning("MetricsListen changed in \(configurationPath); it takes effect at the next restart")
+            }
             state.withLock { $0.gateway = gateway }
             logger.info("configuration reloaded from \(configurationPath)")
+            monitor?.reloaded(successfully: true, status: Monitor.status(gateway))
         } catch {
             logger.error("configuration reload refused, the previous one stays in use: \(error)")
+            monitor?.reloaded(successfully: false, status: Monitor.status(current) + "; last reload refused: \(error)")
         }
     }
 
     /// Ends libmilter's loop: no new connections; `run` returns once messages in flight finished.
     public func stop() {
         logger.info("stopping: finishing messages in flight")
+        monitor?.stopping()
         Libmilter.stop()
     }
 
@@ -171,6 +193,14 @@ public final class MilterService: Sendable {
         }
     }
 
+    /// What `/metrics` answers, read from the gateway in force and the records writer.
+    func scrape() -> [UInt8] {
+        guard let monitor else { return [] }
+        let queue = records?.queueState
+        return monitor.metrics.exposition(
+            DaemonMetrics.ScrapeState(gateway: gateway, recordsWaiting: queue?.waiting, recordsDropped: queue?.dropped))
+    }
+
     // MARK: one message
 
     /// A connection from the MTA, with the gateway of the configuration in force now.
@@ -181,7 +211,10 @@ public final class MilterService: Sendable {
 
     /// MAIL FROM: a new message on the connection.
     func startMessage(_ connection: Connection, sender: String) {
-        if !connection.inMessage { messagesInFlight.enter() }
+        if !connection.inMessage {
+            messagesInFlight.enter()
+            monitor?.metrics.messageStarted()
+        }
         connection.startMessage(sender: sender)
     }
 
@@ -193,8 +226,11 @@ public final class MilterService: Sendable {
         logger[metadataKey: "milter.queue_id"] = "\(connection.envelope.queueID ?? "NOQUEUE")"
         let started = connection.started ?? .now
 
+        var deciding = Duration.zero
         func decideAndApply() -> (Decision, MessageEnding) {
+            let start = ContinuousClock.now
             let decision = connection.failure.map { connection.gateway.internalError($0) } ?? decide(connection)
+            deciding = .now - start
             return (decision, DecisionApplier.apply(decision, to: editor, leadingSpace: leadingSpace, logger: logger))
         }
         // Until its new body is sent, a large message holds it in memory: both in one slot.
@@ -213,7 +249,10 @@ public final class MilterService: Sendable {
             records?.record(
                 event.ended(deferred: ending == .tempfail, rejected: ending == .reject, why: decision.reply.disposition == .accept ? "refused by the MTA" : nil))
         }
-        let elapsed = (ContinuousClock.now - started).components
+        let total = ContinuousClock.now - started
+        monitor?.metrics.messageEnded(
+            decision, total: total, deciding: deciding, spooledBytes: connection.body.isSpooled ? connection.body.count : 0)
+        let elapsed = total.components
         let line = "\(decision.summary) (\(elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000) ms)"
         switch decision.outcome {
         case .failed: logger.warning("\(line)")
@@ -232,7 +271,10 @@ public final class MilterService: Sendable {
 
     /// Abort, end of message or close: the message, if any, is no longer in flight.
     func finishMessage(_ connection: Connection) {
-        if connection.inMessage { messagesInFlight.leave() }
+        if connection.inMessage {
+            messagesInFlight.leave()
+            monitor?.metrics.messageFinished()
+        }
         connection.resetMessage()
     }
 }

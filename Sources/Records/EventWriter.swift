@@ -16,6 +16,8 @@ public final class EventWriter: Sendable {
     private struct Queue {
         var events: [Event] = []
         var dropped = 0
+        /// Records lost since start, queue overflows and batches that could not be written alike.
+        var lost = 0
         var stopping = false
         var stopped = false
     }
@@ -45,7 +47,21 @@ public final class EventWriter: Sendable {
             queue.events.append(event)
         } else {
             queue.dropped += 1
+            queue.lost += 1
         }
+        condition.unlock()
+    }
+
+    /// Records waiting to be written, and records lost since start (for the metrics).
+    public var queueState: (waiting: Int, dropped: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (queue.events.count, queue.lost)
+    }
+
+    private func countLost(_ count: Int) {
+        condition.lock()
+        queue.lost += count
         condition.unlock()
     }
 
@@ -79,6 +95,7 @@ public final class EventWriter: Sendable {
             if dropped > 0 {
                 logger.warning("records: \(dropped) message records dropped, the writer could not keep up; \(path) is not complete")
             }
+            var written = batch.isEmpty
             do {
                 if store == nil && Date() >= nextOpen {
                     nextOpen = Date(timeIntervalSinceNow: 60)
@@ -86,6 +103,7 @@ public final class EventWriter: Sendable {
                 }
                 if let store {
                     if !batch.isEmpty { try store.insert(batch) }
+                    written = true
                     if Date().timeIntervalSince(lastPrune) > 86400 {
                         lastPrune = Date()
                         let removed = try store.prune(before: Date(timeIntervalSinceNow: -retention))
@@ -97,8 +115,11 @@ public final class EventWriter: Sendable {
                     }
                 } else if !batch.isEmpty {
                     logger.debug("records: \(batch.count) records not written, \(path) is not open")
+                    countLost(batch.count)
+                    written = true
                 }
             } catch {
+                if !written { countLost(batch.count) }
                 store = nil
                 if !failing {
                     failing = true

@@ -3,6 +3,7 @@ import Foundation
 import Gateway
 import Logging
 import Milter
+import Monitoring
 
 @main
 struct SMIMEMilter: ParsableCommand {
@@ -46,7 +47,8 @@ struct RunCommand: ParsableCommand {
         LoggingSystem.bootstrap { _ in DaemonLogHandler(sink: sink, logLevel: DaemonLogHandler.level(configuration.logLevel)) }
         let logger = Logger(label: "smime-milter")
         do {
-            try MilterService(configurationPath: config, configuration: configuration, logger: logger).run()
+            let monitor = Monitor(version: smimeMilterVersion, logger: logger)
+            try MilterService(configurationPath: config, configuration: configuration, logger: logger, monitor: monitor).run()
         } catch {
             logger.critical("\(error)")
             if sink == .syslog { printError("smime-milter: \(error)") }

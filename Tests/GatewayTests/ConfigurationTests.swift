@@ -52,6 +52,7 @@ import Token
             ReportMailFrom    baocao@stttt.dienbien.gov.vn
             OnMalformed       accept
             AllowSHA1Signatures yes
+            MetricsListen     inet:9894@127.0.0.1
             """
         let configuration = try Configuration.parse(text, file: "test.conf")
         #expect(configuration.socket == .inet(port: 8893, host: "127.0.0.1"))
@@ -88,6 +89,7 @@ import Token
         #expect(configuration.eventDatabasePath == nil && configuration.eventRetention == 30)
         #expect(configuration.reportMailTo == ["vanphong.ubnd@dienbien.gov.vn", "lanhdao@stttt.dienbien.gov.vn"])
         #expect(configuration.reportMailFrom == "baocao@stttt.dienbien.gov.vn")
+        #expect(configuration.metricsListen == .inet(port: 9894, host: "127.0.0.1") && Configuration().metricsListen == nil)
         #expect(Configuration().eventDatabasePath == "/var/lib/smime-milter/events.sqlite")
         #expect(configuration.internalHostList.contains("10.20.255.1") && !configuration.internalHostList.contains("10.21.0.1"))
         // The test lists every key the table has.
@@ -105,6 +107,8 @@ import Token
         ("OnSignFailure drop", 1, "'drop' is not an action", "tempfail"),
         ("RevocationCheck ocsp+crl", 1, "RevocationCheck 'ocsp+crl' is unknown", "crl+fetch or ocsp"),
         ("Socket tcp:25", 1, "is not a socket", "inet:PORT@HOST"),
+        ("MetricsListen local:/run/m.sock", 1, "a local socket, which Prometheus cannot scrape", "inet:9894@127.0.0.1"),
+        ("MetricsListen inet:99999@127.0.0.1", 1, "is not a port from 1 to 65535", "inet:9894@127.0.0.1"),
         ("AuthservID", 1, "AuthservID has no value", "AuthservID string"),
         ("Mode s\nMode v", 2, "Mode is set twice (first on line 1)", "keep one"),
         ("SessionPoolSize 0", 1, "from 1 to 64", "range"),
