@@ -22,7 +22,9 @@ func exercise(_ bytes: [UInt8]) -> [(String, String?)] {
             return (name, nil)
         } catch let error as ConfigurationError {
             precondition(!error.message.isEmpty && !error.hint.isEmpty, "\(name): an error without a problem or a fix")
-            if let line = error.line { precondition((1...lineCount).contains(line), "\(name): line \(line) of \(lineCount)") }
+            if let line = error.line {
+                precondition((1...lineCount).contains(line), "\(name): line \(line) of \(lineCount)")
+            }
             return (name, error.description)
         } catch {
             preconditionFailure("\(name): \(error) is not a ConfigurationError")

@@ -318,7 +318,9 @@ public struct Configuration: Sendable {
     static func userIDProblem(_ value: String) -> Problem? {
         let parts = value.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
         if parts[0].isEmpty || (parts.count == 2 && parts[1].isEmpty) || value.contains(where: { $0 == " " || $0 == "\t" }) {
-            return Problem("UserID '\(value)' is not user or user:group", "write the service user, for example smime-milter or smime-milter:smime-milter")
+            return Problem(
+                "UserID '\(value)' is not user or user:group",
+                "write the service user, for example smime-milter or smime-milter:smime-milter")
         }
         return nil
     }
@@ -350,7 +352,9 @@ public struct Configuration: Sendable {
             throw Problem("'\(value)' is not a size", "write octets, or a number with K, M or G (50M)")
         }
         let (octets, overflow) = number.multipliedReportingOverflow(by: multiplier)
-        guard !overflow else { throw Problem("'\(value)' is too large", "write octets, or a number with K, M or G (50M)") }
+        guard !overflow else {
+            throw Problem("'\(value)' is too large", "write octets, or a number with K, M or G (50M)")
+        }
         return octets
     }
 

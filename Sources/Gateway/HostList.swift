@@ -51,10 +51,12 @@ public struct HostList: Sendable, Equatable {
             if entry.hasPrefix("/") {
                 // A regular file only: a device or a FIFO named by mistake would never end.
                 var status = stat()
-                guard stat(entry, &status) == 0, status.st_mode & S_IFMT == S_IFREG, let data = FileManager.default.contents(atPath: entry) else {
+                guard stat(entry, &status) == 0, status.st_mode & S_IFMT == S_IFREG,
+                    let data = FileManager.default.contents(atPath: entry)
+                else {
                     throw ConfigurationError(
                         file: file, line: line, message: "cannot read the internal hosts file \(entry)",
-                        hint: "check the path and that the service user may read it")
+                        hint: "check the path (of a regular file) and that the service user may read it")
                 }
                 for (number, line) in TableText.lines(String(decoding: data, as: UTF8.self)) {
                     for item in TableText.fields(line, commas: true) {

@@ -48,7 +48,8 @@ enum TableText {
 extension TableText {
     /// The fields of a line's content, separated by spaces and tabs (and commas, with `commas`).
     static func fields(_ content: Substring, commas: Bool) -> [String] {
-        content.unicodeScalars.split(whereSeparator: { isBlank($0) || (commas && $0 == ",") }).map { String(String.UnicodeScalarView($0)) }
+        content.unicodeScalars.split(whereSeparator: { isBlank($0) || (commas && $0 == ",") })
+            .map { String(String.UnicodeScalarView($0)) }
     }
 
     /// The first field of a line's content and the rest after the white space that follows it.

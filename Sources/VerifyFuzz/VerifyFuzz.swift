@@ -49,7 +49,9 @@ func checkHeaderValue(_ name: String, _ value: String) {
             precondition(index + 1 < bytes.count && bytes[index + 1] == 0x0A, "bare CR in \(name)")
             continue
         }
-        precondition(index + 1 < bytes.count && (bytes[index + 1] == 0x20 || bytes[index + 1] == 0x09), "unfolded line break in \(name)")
+        precondition(
+            index + 1 < bytes.count && (bytes[index + 1] == 0x20 || bytes[index + 1] == 0x09),
+            "unfolded line break in \(name)")
     }
 }
 
@@ -74,7 +76,9 @@ func exercise(_ bytes: [UInt8]) {
         for language in VerdictReason.Language.allCases {
             checkHeaderValue("readable", VerificationHeaders.readable(verdict, language: language))
         }
-        checkHeaderValue("Authentication-Results", VerificationHeaders.authenticationResults(verdict, authservID: "mx.dienbien.gov.vn"))
+        checkHeaderValue(
+            "Authentication-Results",
+            VerificationHeaders.authenticationResults(verdict, authservID: gateway.configuration.authservID))
     }
 }
 
