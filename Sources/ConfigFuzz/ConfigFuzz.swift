@@ -31,6 +31,7 @@ func exercise(_ bytes: [UInt8]) -> [(String, String?)] {
         }
     }
     _ = FileManager.default.createFile(atPath: hostsFile, contents: Data(bytes))
+    defer { try? FileManager.default.removeItem(atPath: hostsFile) }
     return [
         check("configuration") { _ = try Configuration.parse(text, file: "fuzz.conf") },
         check("signing table") { _ = try SigningTable.parse(text, file: "signing.table") },
@@ -75,7 +76,6 @@ struct Reproducer {
                 print("\(path): \(parser): \(error ?? "ok")")
             }
         }
-        try? FileManager.default.removeItem(atPath: hostsFile)
     }
 }
 #endif
