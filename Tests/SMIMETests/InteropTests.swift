@@ -54,7 +54,7 @@ import Token
 
     /// Malformed shapes real mail has (a multipart whose close delimiter is missing, an inner
     /// multipart reusing its parent's boundary): the signed message verifies in `openssl cms`,
-    /// and the content openssl verified has the parts, with the same decoded contents, that
+    /// gpgsm and NSS, and the content openssl verified has the parts, with the same decoded contents, that
     /// Python's `email` reads in the message as it was sent.
     @Test(arguments: [
         "10-missing-close-boundary.eml", "39-nested-same-boundary.eml", "40-unclosed-no-final-newline.eml",
@@ -77,6 +77,11 @@ import Token
         let after = try TestPKI.run(["python3", script, directory + "/content.eml"])
         #expect(before.status == 0 && after.status == 0, "\(before.output)\(after.output)")
         #expect(after.output == before.output, "sent:\n\(before.output)verified by openssl:\n\(after.output)")
+        let (content, signature) = try Fixtures.parts(signed)
+        let gpgsm = try Fixtures.tools.gpgsmVerify(signature: signature, content: content)
+        #expect(gpgsm.ok, "gpgsm: \(gpgsm.output)")
+        let nss = try Fixtures.tools.nssVerify(signature: signature, content: content)
+        #expect(nss.ok, "cmsutil: \(nss.output)")
     }
 
     // MARK: signed elsewhere, verified here
