@@ -83,6 +83,13 @@ let package = Package(
 
         // The MIME fuzz target (make fuzz); a file reproducer when built normally.
         .executableTarget(name: "MIMEFuzz", dependencies: ["MIME"], swiftSettings: swiftSettings),
+        // The verifying path (message bytes to verdict and header fields) under libFuzzer.
+        .executableTarget(
+            name: "VerifyFuzz",
+            dependencies: ["Gateway", "MIME", "SMIME", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        // The configuration and table parsers under libFuzzer.
+        .executableTarget(name: "ConfigFuzz", dependencies: ["Gateway"], swiftSettings: swiftSettings),
 
         // MARK: tests
         .target(

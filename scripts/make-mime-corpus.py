@@ -113,3 +113,22 @@ write("38-part-without-headers", head(38, "Part without headers") + 'Content-Typ
 write("39-nested-same-boundary", head(39, "Nested, same boundary") + 'Content-Type: multipart/mixed; boundary="same"\n\n'
       '--same\nContent-Type: multipart/alternative; boundary="same"\n\n--same\nContent-Type: text/plain\n\nplain\n'
       "--same\nContent-Type: text/html\n\n<p>html</p>\n--same--\n--same\nContent-Type: text/plain\n\nafter\n--same--\n")
+# More of the two malformed shapes real mail has, whose decoded contents signing must keep: a
+# multipart whose close delimiter is missing (the last part without a final line break, with
+# blank lines at its end, base64, and inside a closed multipart), and an inner multipart reusing
+# its parent's boundary around 8-bit text that signing encodes.
+write("40-unclosed-no-final-newline", head(40, "Unclosed, no final newline") + 'Content-Type: multipart/mixed; boundary="o40"\n\n'
+      "--o40\nContent-Type: text/plain\n\nFirst.\n--o40\nContent-Type: text/plain\n\nLast line without a line break")
+write("41-unclosed-trailing-blank-lines", head(41, "Unclosed, blank lines") + 'Content-Type: multipart/mixed; boundary="o41"\n\n'
+      "--o41\nContent-Type: text/plain\n\nFirst.\n--o41\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+      + VN + "\n\n\n")
+write("42-unclosed-base64", head(42, "Unclosed, base64") + 'Content-Type: multipart/mixed; boundary="o42"\n\n'
+      "--o42\nContent-Type: text/plain\n\nSee attachment.\n--o42\nContent-Type: application/pdf; name=\"a.pdf\"\n"
+      "Content-Transfer-Encoding: base64\n\n" + b64(PDF[:300]) + "\n")
+write("43-unclosed-inside-mixed", head(43, "Unclosed inside") + 'Content-Type: multipart/mixed; boundary="out"\n\n'
+      '--out\nContent-Type: multipart/alternative; boundary="in"\n\n--in\nContent-Type: text/plain\n\nplain\n'
+      "--in\nContent-Type: text/html\n\n<p>html</p>\n\n--out\nContent-Type: text/plain\n\nafter\n--out--\n")
+write("44-nested-same-boundary-8bit", head(44, "Nested, same boundary, 8-bit") + 'Content-Type: multipart/mixed; boundary="s44"\n\n'
+      '--s44\nContent-Type: multipart/alternative; boundary="s44"\n\n--s44\nContent-Type: text/plain; charset=utf-8\n'
+      "Content-Transfer-Encoding: 8bit\n\n" + VN + "\n--s44\nContent-Type: text/html\n\n<p>html</p>\n--s44--\n"
+      "--s44\nContent-Type: text/plain\n\nafter\n--s44--\n")

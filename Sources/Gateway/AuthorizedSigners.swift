@@ -20,18 +20,17 @@ public struct AuthorizedSigners: Sendable, Equatable {
 
     public static func parse(_ text: String, file: String) throws -> AuthorizedSigners {
         var patterns: [String: [String]] = [:]
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let fields = rawLine.prefix(while: { $0 != "#" })
-                .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "," }).map { String($0).lowercased() }
+        for (number, line) in TableText.lines(text) {
+            let fields = TableText.fields(line, commas: true).map { $0.lowercased() }
             guard let login = fields.first else { continue }
             guard fields.count >= 2 else {
                 throw ConfigurationError(
-                    file: file, line: index + 1, message: "login '\(login)' has no address patterns",
+                    file: file, line: number, message: "login '\(login)' has no address patterns",
                     hint: "write LOGIN PATTERN[,PATTERN...], e.g. vanthu *@stttt.dienbien.gov.vn")
             }
             for pattern in fields.dropFirst() where !AddressPattern.isPattern(pattern) {
                 throw ConfigurationError(
-                    file: file, line: index + 1, message: "'\(pattern)' is not a pattern",
+                    file: file, line: number, message: "'\(pattern)' is not a pattern",
                     hint: "use an address, *@domain, *@.parent-domain or *")
             }
             patterns[login, default: []] += fields.dropFirst()

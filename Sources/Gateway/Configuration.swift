@@ -122,7 +122,10 @@ public struct Configuration: Sendable {
             $0.umask = $1
         },
         Key(name: "UserID", type: "user[:group]", defaultValue: "(none)", required: false,
-            description: "the user to run as after binding the socket") { $0.userID = $1 },
+            description: "the user to run as after binding the socket") {
+            if let problem = userIDProblem($1) { throw problem }
+            $0.userID = $1
+        },
         Key(name: "Mode", type: "s, v or sv", defaultValue: "sv", required: false, description: "sign, verify or both") {
             guard ["s", "v", "sv", "vs"].contains($1) else { throw Problem("Mode '\($1)' is unknown", "use s, v or sv") }
             $0.mode = $1
@@ -292,15 +295,8 @@ public struct Configuration: Sendable {
     public static func parse(_ text: String, file: String) throws -> Configuration {
         var configuration = Configuration()
         var seen: [String: Int] = [:]
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let number = index + 1
-            var line = Substring(rawLine)
-            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            line = line.drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" })
-            while let last = line.last, last == " " || last == "\t" || last == "\r" { line = line.dropLast() }
-            guard !line.isEmpty else { continue }
-            let name = String(line.prefix(while: { $0 != " " && $0 != "\t" }))
-            let value = String(line.dropFirst(name.count).drop(while: { $0 == " " || $0 == "\t" }))
+        for (number, line) in TableText.lines(text) {
+            let (name, value) = TableText.nameAndRest(line)
             guard let key = keys.first(where: { $0.name.caseInsensitiveCompare(name) == .orderedSame }) else {
                 let close = keys.map(\.name).filter { distance($0.lowercased(), name.lowercased()) <= 2 }
                 throw ConfigurationError(
@@ -380,6 +376,17 @@ public struct Configuration: Sendable {
         return items
     }
 
+    /// Why a `UserID` value is not `user` or `user:group`, if it is not.
+    static func userIDProblem(_ value: String) -> Problem? {
+        let parts = value.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        if parts[0].isEmpty || (parts.count == 2 && parts[1].isEmpty) || value.contains(where: { $0 == " " || $0 == "\t" }) {
+            return Problem(
+                "UserID '\(value)' is not user or user:group",
+                "write the service user, for example smime-milter or smime-milter:smime-milter")
+        }
+        return nil
+    }
+
     static func boolean(_ value: String) throws -> Bool {
         switch value.lowercased() {
         case "yes", "true", "1", "on": return true
@@ -406,7 +413,11 @@ public struct Configuration: Sendable {
         guard let number = Int(digits), number > 0 else {
             throw Problem("'\(value)' is not a size", "write octets, or a number with K, M or G (50M)")
         }
-        return number * multiplier
+        let (octets, overflow) = number.multipliedReportingOverflow(by: multiplier)
+        guard !overflow else {
+            throw Problem("'\(value)' is too large", "write octets, or a number with K, M or G (50M)")
+        }
+        return octets
     }
 
     static func action(_ value: String) throws -> FailureAction {

@@ -158,8 +158,8 @@ public enum ConfigurationCheck {
 
     /// Why `UserID` (user[:group]) cannot be switched to, if it cannot.
     public static func userProblem(_ userID: String) -> String? {
-        let parts = userID.split(separator: ":", maxSplits: 1).map(String.init)
-        if getpwnam(parts[0]) == nil {
+        let parts = userID.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        if parts[0].isEmpty || getpwnam(parts[0]) == nil {
             return "UserID \(userID): no user \(parts[0]); create it (systemd-sysusers) or fix UserID"
         }
         if parts.count == 2 && getgrnam(parts[1]) == nil {

@@ -49,17 +49,18 @@ public struct HostList: Sendable, Equatable {
         var ranges: [Range] = []
         for entry in entries {
             if entry.hasPrefix("/") {
-                guard let data = FileManager.default.contents(atPath: entry) else {
+                // A regular file only: a device or a FIFO named by mistake would never end.
+                var status = stat()
+                guard stat(entry, &status) == 0, status.st_mode & S_IFMT == S_IFREG,
+                    let data = FileManager.default.contents(atPath: entry)
+                else {
                     throw ConfigurationError(
                         file: file, line: line, message: "cannot read the internal hosts file \(entry)",
-                        hint: "check the path and that the service user may read it")
+                        hint: "check the path (of a regular file) and that the service user may read it")
                 }
-                for (index, rawLine) in String(decoding: data, as: UTF8.self).split(
-                    separator: "\n", omittingEmptySubsequences: false
-                ).enumerated() {
-                    let content = rawLine.prefix(while: { $0 != "#" })
-                    for item in content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "," }) {
-                        ranges.append(try HostList.range(String(item), file: entry, line: index + 1))
+                for (number, line) in TableText.lines(String(decoding: data, as: UTF8.self)) {
+                    for item in TableText.fields(line, commas: true) {
+                        ranges.append(try HostList.range(item, file: entry, line: number))
                     }
                 }
             } else {

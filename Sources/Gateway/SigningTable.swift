@@ -28,15 +28,10 @@ public struct SigningTable: Sendable, Equatable {
 
     public static func parse(_ text: String, file: String) throws -> SigningTable {
         var entries: [Entry] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var line = Substring(rawLine)
-            // A `#` inside a pkcs11: URI is not a comment: only one at the start or after white space is.
-            if let hash = line.indices.first(where: { line[$0] == "#" && ($0 == line.startIndex || line[line.index(before: $0)] == " " || line[line.index(before: $0)] == "\t") }) {
-                line = line[..<hash]
-            }
-            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+        // A `#` inside a pkcs11: URI is not a comment: only one at the start or after white space is.
+        for (number, line) in TableText.lines(text) {
+            let fields = TableText.fields(line, commas: false)
             guard !fields.isEmpty else { continue }
-            let number = index + 1
             guard fields.count >= 2 else {
                 throw ConfigurationError(
                     file: file, line: number, message: "'\(fields[0])' has no key",

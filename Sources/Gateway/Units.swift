@@ -29,16 +29,10 @@ public struct Units: Sendable, Equatable {
 
     public static func parse(_ text: String, file: String) throws -> Units {
         var entries: [Entry] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var line = Substring(rawLine)
-            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            line = line.drop(while: { $0 == " " || $0 == "\t" })
-            while let last = line.last, last == " " || last == "\t" || last == "\r" { line = line.dropLast() }
-            guard !line.isEmpty else { continue }
-            let number = index + 1
-            let pattern = String(line.prefix(while: { $0 != " " && $0 != "\t" })).lowercased()
-            let name = String(line.dropFirst(pattern.count).drop(while: { $0 == " " || $0 == "\t" }))
-                .precomposedStringWithCanonicalMapping
+        for (number, line) in TableText.lines(text) {
+            let (first, rest) = TableText.nameAndRest(line)
+            let pattern = first.lowercased()
+            let name = rest.precomposedStringWithCanonicalMapping
             guard AddressPattern.isPattern(pattern) else {
                 throw ConfigurationError(
                     file: file, line: number, message: "'\(pattern)' is not a pattern",

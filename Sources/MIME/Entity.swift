@@ -19,6 +19,7 @@ public struct Entity: Sendable {
     /// 5.1.1: it belongs to the delimiter) and the one after it.
     public let delimiterRanges: [Range<Int>]
     public let preambleRange: Range<Int>
+    /// After the close delimiter; for a multipart without one, the body's final line break.
     public let epilogueRange: Range<Int>
     /// False for a multipart whose close delimiter is missing.
     public let isClosed: Bool
@@ -151,7 +152,20 @@ struct Parser {
                         epilogue = delimiter.range.upperBound..<bodyRange.upperBound
                         break
                     }
-                    let partEnd = index + 1 < found.count ? found[index + 1].range.lowerBound : bodyRange.upperBound
+                    var partEnd = index + 1 < found.count ? found[index + 1].range.lowerBound : bodyRange.upperBound
+                    if index + 1 == found.count && bodyRange.upperBound == bytes.count {
+                        // No close delimiter before the end of the message: its last line break
+                        // ends the part as a delimiter's would (as other parsers read it), and is
+                        // kept as the epilogue; closing the multipart then changes no part's
+                        // content. (Inside another multipart, the enclosing delimiter has taken
+                        // that line break already.)
+                        let partStart = delimiter.range.upperBound
+                        if partEnd > partStart && bytes[partEnd - 1] == Bytes.lf {
+                            partEnd -= 1
+                            if partEnd > partStart && bytes[partEnd - 1] == Bytes.cr { partEnd -= 1 }
+                        }
+                        epilogue = partEnd..<bodyRange.upperBound
+                    }
                     parts += 1
                     if parts > limits.maximumParts {
                         throw MIMEError(.tooManyParts, "more than \(limits.maximumParts) body parts")

@@ -87,9 +87,12 @@ struct SevenBit {
         if safe {
             // A part with no header lines and no blank line is copied as it is: writing a blank
             // line would turn an empty part into a part another parser counts (RFC 2046 5.1.1).
+            // Header lines with neither a blank line nor a body after them (a multipart with no
+            // delimiter of its own, nested in one with the same boundary) are copied without a
+            // blank line too: one would become the part's content for another parser.
             if !(entity.headers.isEmpty && entity.separatorRange.isEmpty) {
                 writeHeaders(entity, transferEncoding: nil, into: &out)
-                out += Bytes.crlf
+                if !(entity.separatorRange.isEmpty && body.isEmpty) { out += Bytes.crlf }
             }
             // Mail from SMTP is CRLF already: copy it in one piece.
             out += scan.hasBareLF ? Bytes.canonicalCRLF(body) : Array(body)

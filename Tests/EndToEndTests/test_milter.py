@@ -1,11 +1,13 @@
 """The daemon driven over the milter protocol as Postfix drives it: one behaviour per test."""
 
 import signal
+import subprocess
 import time
 
+import pytest
 from miltertest import constants as c
 
-from conftest import Session, openssl_verify, signed_by_provincial_office
+from conftest import REPO, Session, openssl_verify, signed_by_provincial_office
 
 INTERNAL = (
     "From: =?UTF-8?B?UGjDsm5nIEvhur8gdG/DoW4=?= <ketoan@stttt.dienbien.gov.vn>\r\n"
@@ -173,3 +175,30 @@ def test_sighup_reloads_and_a_broken_configuration_is_refused(daemon):
     finally:
         daemon.config.write_text(original)
         reload(daemon, "configuration reloaded")
+
+
+MALFORMED_SHAPES = ["10-missing-close-boundary.eml", "39-nested-same-boundary.eml", "41-unclosed-trailing-blank-lines.eml",
+                    "43-unclosed-inside-mixed.eml", "44-nested-same-boundary-8bit.eml"]
+
+
+@pytest.mark.parametrize("name", MALFORMED_SHAPES)
+def test_malformed_shapes_keep_their_content_when_signed(daemon, pki, tmp_path, name):
+    """A multipart whose close delimiter is missing and one nested in another with the same
+    boundary, signed through the protocol: openssl verifies the result, and the content it
+    verified has the parts, with the same decoded contents, that Python's email reads in what
+    was sent."""
+    corpus = REPO / "Tests" / "MIMETests" / "Corpus"
+    original = (corpus / name).read_bytes().replace(b"<vanthu.stttt@dienbien.gov.vn>", b"<ketoan@stttt.dienbien.gov.vn>")
+    session = Session(daemon, client="10.20.1.5")
+    result = session.send(original, sender="<ketoan@stttt.dienbien.gov.vn>")
+    session.close()
+    assert result.reply[0] == c.SMFIR_CONTINUE and result.body_replaced
+    (tmp_path / "original.eml").write_bytes(original)
+    (tmp_path / "signed.eml").write_bytes(result.message)
+    verified = subprocess.run(["openssl", "cms", "-verify", "-in", str(tmp_path / "signed.eml"), "-CAfile",
+                               f"{pki}/ca/root.pem", "-out", str(tmp_path / "content.eml")], capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr
+    script = str(corpus.parent / "email_parts.py")
+    sent = subprocess.run(["python3", script, str(tmp_path / "original.eml")], capture_output=True, text=True, check=True)
+    content = subprocess.run(["python3", script, str(tmp_path / "content.eml")], capture_output=True, text=True, check=True)
+    assert content.stdout == sent.stdout

@@ -96,6 +96,8 @@ import Testing
     @Test(arguments: [
         ("Socket inet:notaport@127.0.0.1", "'notaport' is not a port"), ("UserID no-such-user", "no user no-such-user"),
         ("Units /nonexistent/units", "cannot read the units table"),
+        // Once a crash (an index out of range on the empty split of ':').
+        ("UserID :", "UserID ':' is not user or user:group"),
     ])
     func runRefusesWhatCheckConfigRefusesWithTheSameMessage(line: String, words: String) throws {
         let path = try write(table: "", extra: line)

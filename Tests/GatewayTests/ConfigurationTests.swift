@@ -119,6 +119,13 @@ import Token
         ("OnUnauthorizedSigner tempfail", 1, "is not allowed", "accept (send unsigned) or reject"),
         ("ReportMailTo Văn phòng <vanphong.ubnd@dienbien.gov.vn>", 1, "is not a mail address", "local@domain"),
         ("ReportMailFrom baocao", 1, "ReportMailFrom 'baocao' is not a mail address", "local@domain"),
+        // Crashes once: an empty user or group, a size past Int.max, a device as hosts file.
+        ("UserID :", 1, "UserID ':' is not user or user:group", "smime-milter:smime-milter"),
+        ("UserID smime-milter:", 1, "is not user or user:group", "smime-milter"),
+        ("UserID :mail", 1, "is not user or user:group", "smime-milter"),
+        ("MaximumSignSize 9999999999999G", 1, "'9999999999999G' is too large", "50M"),
+        ("SpoolThreshold 9223372036854775807K", 1, "is too large", "50M"),
+        ("InternalHosts /dev/zero", 1, "cannot read the internal hosts file", "check the path"),
     ])
     func errorsNameFileLineAndFix(text: String, line: Int, message: String, hint: String) {
         #expect {
@@ -154,6 +161,45 @@ import Token
         let manual = try String(contentsOfFile: TestPKI.repositoryRoot + "/man/smime-milter.conf.5", encoding: .utf8)
         for key in Configuration.keys {
             #expect(manual.contains(".B \(key.name) "), "\(key.name) missing from smime-milter.conf(5)")
+        }
+    }
+}
+
+/// Every file the daemon reads treats `#` alike (smime-milter.conf(5)): at the start of a line or
+/// after white space it starts a comment; inside a word it is part of the word. CRLF line ends
+/// are line ends.
+@Suite struct CommentTests {
+    @Test func theConfigurationKeepsAHashInsideAValue() throws {
+        let text = "TrustAnchors /etc/trust#1 # the roots\r\nAuthservID mx#2\r\n#Mode s\r\n  # indented comment\r\nMode v\t# tab before\r\n"
+        let configuration = try Configuration.parse(text, file: "c")
+        #expect(configuration.trustAnchors == ["/etc/trust#1"])
+        #expect(configuration.authservID == "mx#2")
+        #expect(configuration.mode == "v")
+    }
+
+    @Test func theTablesTreatAHashAsTheConfigurationDoes() throws {
+        let signing = try SigningTable.parse("# c\r\n*@a.vn pkcs11:token=PKCS#11;object=k?pin-source=file:/p # key\r\n", file: "s")
+        #expect(signing.entries.map(\.key) == ["pkcs11:token=PKCS#11;object=k?pin-source=file:/p"])
+        #expect(signing.entries.map(\.line) == [2])
+        let units = try Units.parse("*@a.vn Phòng số#1 # comment\r\n  # indented\r\n*@b.vn B\r\n", file: "u")
+        #expect(units.entries.map(\.name) == ["Phòng số#1", "B"])
+        #expect(units.entries.map(\.line) == [1, 3])
+        let signers = try AuthorizedSigners.parse("log#in *@a.vn, *@b.vn # who\r\n#x *@c.vn\r\n", file: "a")
+        #expect(signers.patterns == ["log#in": ["*@a.vn", "*@b.vn"]])
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("comments-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "10.0.0.0/8 # office\r\n#192.168.0.0/16\r\n\t2001:db8::/32\r\n".write(toFile: directory + "/hosts", atomically: true, encoding: .utf8)
+        let hosts = try HostList(entries: [directory + "/hosts"], file: "c", line: 1)
+        #expect(hosts.ranges.map(\.description) == ["10.0.0.0/8", "2001:db8:0:0:0:0:0:0/32"])
+    }
+
+    /// A word glued to its comment (`value#comment`) is one word: the error names it.
+    @Test func aHashInsideAWordIsPartOfItInErrorsToo() {
+        #expect {
+            try Configuration.parse("Mode v#comment", file: "c")
+        } throws: { error in
+            (error as? ConfigurationError)?.message.contains("Mode 'v#comment' is unknown") == true
         }
     }
 }

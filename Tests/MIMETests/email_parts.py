@@ -17,5 +17,5 @@ for part in message.walk():
     if payload is None:  # message/rfc822 and the like: their parts follow in walk()
         print(part.get_content_type())
         continue
-    content = payload.replace(b"\r\n", b"\n").rstrip(b"\n")
+    content = payload.replace(b"\r\n", b"\n")
     print(f"{part.get_content_type()} {hashlib.sha256(content).hexdigest()[:16]}")

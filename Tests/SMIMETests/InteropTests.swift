@@ -54,6 +54,41 @@ import Token
         #expect(try !Fixtures.tools.opensslVerify(message: Array(text.utf8)).ok)
     }
 
+    /// Malformed shapes real mail has (a multipart whose close delimiter is missing, an inner
+    /// multipart reusing its parent's boundary): the signed message verifies in `openssl cms`,
+    /// gpgsm and NSS, and the content openssl verified has the parts, with the same decoded contents, that
+    /// Python's `email` reads in the message as it was sent.
+    @Test(arguments: [
+        "10-missing-close-boundary.eml", "39-nested-same-boundary.eml", "40-unclosed-no-final-newline.eml",
+        "41-unclosed-trailing-blank-lines.eml", "42-unclosed-base64.eml", "43-unclosed-inside-mixed.eml",
+        "44-nested-same-boundary-8bit.eml",
+    ])
+    func malformedShapesKeepTheirContentThroughSigningAndOpenSSL(name: String) throws {
+        let original = try Fixtures.corpus(name)
+        let signed = try Signing.sign(
+            message: original, signer: Fixtures.tokenSigner("STTTT-DienBien", "unit-seal"), digest: .sha256,
+            signingTimeSkew: 3600)
+        let directory = try Fixtures.pki.temporaryDirectory("malformed")
+        try Data(original).write(to: URL(fileURLWithPath: directory + "/original.eml"))
+        try Data(signed).write(to: URL(fileURLWithPath: directory + "/signed.eml"))
+        let verified = try TestPKI.run([
+            "openssl", "cms", "-verify", "-in", directory + "/signed.eml", "-CAfile", Fixtures.pki.path("ca/root.pem"),
+            "-out", directory + "/content.eml",
+        ])
+        #expect(verified.status == 0 && verified.output.contains("Verification successful"), "\(verified.output)")
+        let script = TestPKI.repositoryRoot + "/Tests/MIMETests/email_parts.py"
+        let before = try TestPKI.run(["python3", script, directory + "/original.eml"])
+        let after = try TestPKI.run(["python3", script, directory + "/content.eml"])
+        #expect(before.status == 0 && after.status == 0, "\(before.output)\(after.output)")
+        #expect(after.output == before.output, "sent:\n\(before.output)verified by openssl:\n\(after.output)")
+        let (content, signature) = try Fixtures.parts(signed)
+        let tools = try Fixtures.tools
+        let gpgsm = try tools.gpgsmVerify(signature: signature, content: content)
+        #expect(gpgsm.ok, "gpgsm: \(gpgsm.output)")
+        let nss = try tools.nssVerify(signature: signature, content: content)
+        #expect(nss.ok, "cmsutil: \(nss.output)")
+    }
+
     // MARK: signed elsewhere, verified here
 
     static let entity = Array("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nK=C3=ADnh g=E1=BB=ADi.\r\n".utf8)

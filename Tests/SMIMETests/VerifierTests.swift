@@ -82,6 +82,20 @@ import Token
         #expect(try Fixtures.verdict(truncated).result == .permerror)
     }
 
+    /// A digest algorithm OpenSSL does not know (the SHA-256 OID with one arc changed, as
+    /// VerifyFuzz found it): no pass, the reason names it, and under `make test-asan` nothing
+    /// leaks (OpenSSL 3.0's CMS_verify leaked its copy of a memory BIO holding the content).
+    @Test func anUnknownDigestAlgorithmIsNeutralAndLeaksNothing() throws {
+        var signature = try CMSSigning.sign(
+            content: Self.entity, signer: Fixtures.fileSigner("vanphong"), digest: .sha256, signingTime: Date())
+        let sha256: [UInt8] = [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01]
+        let range = try #require(signature.firstRange(of: sha256))
+        signature[range.lowerBound + 5] = 0x02
+        let verdict = try Fixtures.verdict(Fixtures.wrap(content: Self.entity, signature: signature))
+        #expect(verdict.result == .neutral, "\(verdict.result) \(verdict.reason)")
+        #expect(verdict.reason.contains("unknown digest algorithm"), "\(verdict.reason)")
+    }
+
     @Test func anUnsignedMessageIsNone() throws {
         #expect(try Fixtures.verdict(Fixtures.corpus("05-pdf-attachment.eml")).result == .none)
     }
