@@ -3,6 +3,7 @@ MTA side of the milter protocol (the PyPI `miltertest` client) that applies what
 asks for, so that the result can be checked with openssl and gpgsm."""
 
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -251,3 +252,14 @@ def openssl_verify(pki, message: bytes, tmp_path):
     path.write_bytes(message)
     return subprocess.run(["openssl", "cms", "-verify", "-in", str(path), "-CAfile", f"{pki}/ca/root.pem",
                            "-out", "/dev/null"], capture_output=True, text=True)
+
+
+def reload(daemon, outcome):
+    """Sends SIGHUP and waits (up to a minute: a busy machine is slow, not wrong) for the log
+    line of this reload, `outcome`, to follow it."""
+    offset = len(daemon.log_text())
+    daemon.process.send_signal(signal.SIGHUP)
+    deadline = time.time() + 60
+    while outcome not in daemon.log_text()[offset:]:
+        assert time.time() < deadline, f"no '{outcome}' after SIGHUP: {daemon.log_text()[offset:][-2000:]}"
+        time.sleep(0.05)

@@ -1,13 +1,11 @@
 """The daemon driven over the milter protocol as Postfix drives it: one behaviour per test."""
 
-import signal
 import subprocess
-import time
 
 import pytest
 from miltertest import constants as c
 
-from conftest import REPO, Session, openssl_verify, signed_by_provincial_office
+from conftest import REPO, Session, openssl_verify, reload, signed_by_provincial_office
 
 INTERNAL = (
     "From: =?UTF-8?B?UGjDsm5nIEvhur8gdG/DoW4=?= <ketoan@stttt.dienbien.gov.vn>\r\n"
@@ -143,17 +141,6 @@ def test_a_message_over_the_spool_threshold_is_signed(daemon, pki, tmp_path):
     assert result.body_replaced and len(result.body) > 3 * 1024 * 1024
     verified = openssl_verify(pki, result.message, tmp_path)
     assert verified.returncode == 0, verified.stderr
-
-
-def reload(daemon, outcome):
-    """Sends SIGHUP and waits (up to a minute: a busy machine is slow, not wrong) for the log
-    line of this reload, `outcome`, to follow it."""
-    offset = len(daemon.log_text())
-    daemon.process.send_signal(signal.SIGHUP)
-    deadline = time.time() + 60
-    while outcome not in daemon.log_text()[offset:]:
-        assert time.time() < deadline, f"no '{outcome}' after SIGHUP: {daemon.log_text()[offset:][-2000:]}"
-        time.sleep(0.05)
 
 
 def test_sighup_reloads_and_a_broken_configuration_is_refused(daemon):
