@@ -12,8 +12,9 @@ import Synchronization
 /// its own thread and its result is dropped. A job that has not started by its deadline never
 /// starts.
 ///
-/// When a call has run longer than `stuckAfter`, the token is taken to be stuck: further jobs fail at once (`TokenError.stuck`) instead of each waiting the
-/// whole deadline, until a call returns. Threads start when work comes and end after a minute
+/// When a call has run longer than `stuckAfter`, or past the deadline of the caller who waits for
+/// it, the token is taken to be stuck: further jobs fail at once (`TokenError.stuck`) instead of
+/// each waiting the whole deadline, until a call returns. Threads start when work comes and end after a minute
 /// idle, so a configuration that is reloaded leaves none behind.
 public final class TokenWorkers: @unchecked Sendable {
     // @unchecked: every stored var below is read and written only with `condition` held.
@@ -24,10 +25,10 @@ public final class TokenWorkers: @unchecked Sendable {
     private let idleExit: TimeInterval
 
     private final class Job: @unchecked Sendable {
-        // @unchecked: `result` and `started` are guarded by the owning TokenWorkers' condition.
+        // @unchecked: `result` and `startedAt` are guarded by the owning TokenWorkers' condition.
         let work: () -> Result<Any, any Error>
         let deadline: Date
-        var started = false
+        var startedAt: Date?
         var result: Result<Any, any Error>?
         init(work: @escaping () -> Result<Any, any Error>, deadline: Date) {
             self.work = work
@@ -91,13 +92,9 @@ public final class TokenWorkers: @unchecked Sendable {
         let job = Job(work: { Result { try work() as Any } }, deadline: deadline)
         condition.lock()
         defer { condition.unlock() }
-        if let since = stuckSince() {
-            if !stuck {
-                stuck = true
-                logger.error(
-                    "token has not answered for \(Self.seconds(since)) s; messages for it are deferred at once until it answers",
-                    metadata: ["token.name": "\(name)"])
-            }
+        if stuck || stuckSince() != nil {
+            let since = busySince.values.min() ?? Date()
+            markStuck(since: since)
             throw TokenError(
                 .stuck, operation: "signing with \(name)",
                 detail: "the token has not answered a call for \(Self.seconds(since)) s (SigningTimeout "
@@ -111,16 +108,34 @@ public final class TokenWorkers: @unchecked Sendable {
         }
         while job.result == nil {
             if !condition.wait(until: deadline) && job.result == nil {
-                if !job.started { queue.removeAll { $0 === job } }
+                if let startedAt = job.startedAt {
+                    // A call that outlived its caller's deadline, having run for most of it, makes
+                    // the token stuck now, not when its own age passes stuckAfter a moment later
+                    // (it started after its caller began waiting): the next message must not wait
+                    // the whole deadline again behind it. One that only just started when the
+                    // deadline came (it waited in the queue) says nothing about the token.
+                    if -startedAt.timeIntervalSinceNow >= stuckAfter / 2 { markStuck(since: startedAt) }
+                } else {
+                    queue.removeAll { $0 === job }
+                }
                 throw TokenError(
                     .timeout, operation: "signing with \(name)",
-                    detail: job.started
+                    detail: job.startedAt != nil
                         ? "the token did not answer within SigningTimeout; the message is deferred"
                         : "the token was busy with other messages until SigningTimeout; raise SessionPoolSize if the "
                             + "token allows more sessions, or spread the units over more tokens")
             }
         }
         return try job.result!.get() as! R
+    }
+
+    /// Takes the token to be stuck until a call returns; logs it once. `condition` is held.
+    private func markStuck(since: Date) {
+        guard !stuck else { return }
+        stuck = true
+        logger.error(
+            "token has not answered for \(Self.seconds(since)) s; messages for it are deferred at once until it answers",
+            metadata: ["token.name": "\(name)"])
     }
 
     private static func seconds(_ since: Date) -> String {
@@ -167,8 +182,9 @@ public final class TokenWorkers: @unchecked Sendable {
                 continue
             }
             let job = queue.removeFirst()
-            job.started = true
-            busySince[number] = Date()
+            let now = Date()
+            job.startedAt = now
+            busySince[number] = now
             condition.unlock()
             let result = job.work()
             condition.lock()

@@ -56,4 +56,31 @@ import Testing
         #expect(workers.threadCount == 0)
         #expect(try workers.run(until: Date(timeIntervalSinceNow: 5)) { 42 } == 42)
     }
+
+    /// A call that outlives its caller's deadline makes the token stuck at once: the next caller,
+    /// coming right after, fails fast instead of waiting its whole deadline behind the hung call
+    /// (which started a moment after the first caller began waiting, so its own age is still
+    /// under stuckAfter). Until a call returns; then the token is used again.
+    @Test func theCallerAfterATimedOutCallFailsFastAsStuck() throws {
+        let workers = TokenWorkers(name: "test", threads: 1, stuckAfter: 1)
+        let release = DispatchSemaphore(value: 0)
+        #expect {
+            try workers.run(until: Date(timeIntervalSinceNow: 1)) { release.wait() }
+        } throws: { error in
+            (error as? TokenError)?.code == .timeout && "\(error)".contains("did not answer")
+        }
+        #expect {
+            try workers.run(until: Date(timeIntervalSinceNow: 30)) {}
+        } throws: { error in
+            (error as? TokenError)?.code == .stuck
+        }
+        release.signal()
+        let deadline = Date(timeIntervalSinceNow: 30)
+        var answered = false
+        while !answered && Date() < deadline {
+            answered = (try? workers.run(until: Date(timeIntervalSinceNow: 30)) { true }) ?? false
+            if !answered { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        #expect(answered, "the token is used again once the hung call returns")
+    }
 }
