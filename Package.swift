@@ -27,6 +27,8 @@ let package = Package(
             name: "CP11Kit", pkgConfig: "p11-kit-1", providers: [.apt(["libp11-kit-dev"])]),
         .systemLibrary(
             name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // MARK: libraries
         .target(name: "MIME", swiftSettings: swiftSettings),
@@ -44,7 +46,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "Records",
-            dependencies: ["CSQLite", "CShims", "Gateway", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSQLite", "CPostgres", "CShims", "Gateway", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         // C for what Swift cannot do: taking SIGHUP/SIGTERM/SIGINT away from libmilter (signals.c says
         // why), glibc's malloc threshold, thread names, OpenSSL initialised before main (openssl.c).

@@ -46,6 +46,8 @@ import Token
             Units             /etc/smime-milter/units
             LocalDomains      Dienbien.gov.vn, .dienbien.gov.vn
             EventDatabase     none
+            EventDatabasePasswordFile /etc/smime-milter/records-password
+            ServerName        mx2.dienbien.gov.vn
             EventRetention    30
             """
         let configuration = try Configuration.parse(text, file: "test.conf")
@@ -79,6 +81,8 @@ import Token
         #expect(configuration.localDomains == ["dienbien.gov.vn", ".dienbien.gov.vn"])
         #expect(configuration.eventDatabasePath == nil && configuration.eventRetention == 30)
         #expect(Configuration().eventDatabasePath == "/var/lib/smime-milter/events.sqlite")
+        #expect(configuration.eventDatabasePasswordFile == "/etc/smime-milter/records-password")
+        #expect(configuration.serverName == "mx2.dienbien.gov.vn")
         #expect(configuration.internalHostList.contains("10.20.255.1") && !configuration.internalHostList.contains("10.21.0.1"))
         // The test lists every key the table has.
         for key in Configuration.keys {
