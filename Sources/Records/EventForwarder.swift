@@ -83,7 +83,7 @@ final class EventForwarder: Sendable {
                         if failure == nil { logger.info("records: forwarding to \(target.url) as server \(server)") }
                     }
                     while true {
-                        let rows = try store!.waiting(limit: Self.batchSize, server: server)
+                        let rows = try store!.waiting(limit: Self.batchSize, server: server, renamed: false)
                         guard let last = rows.last else { break }
                         try database!.forward(rows)
                         try store!.markForwarded(through: last.id)

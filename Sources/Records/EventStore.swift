@@ -168,17 +168,18 @@ public final class EventStore {
     }
 
     /// The first `limit` records not yet forwarded, oldest first; a record without a server
-    /// (written before schema 2) gets `server`.
-    func waiting(limit: Int, server: String) throws -> [Row] {
+    /// (written before schema 2), or every record when `renamed`, gets `server`.
+    func waiting(limit: Int, server: String, renamed: Bool) throws -> [Row] {
         let statement = try Statement(
             db, path,
             """
-            SELECT id, coalesce(server, ?1), attempt, time, day, queue_id, direction, unit, recipient_units, outcome,
+            SELECT id, CASE WHEN ?3 THEN ?1 ELSE coalesce(server, ?1) END, attempt, time, day, queue_id, direction, unit, recipient_units, outcome,
                    result, reason, signer_subject, signer_serial
               FROM events WHERE forwarded = 0 ORDER BY id LIMIT ?2
             """)
         statement.bind(1, server)
         statement.bind(2, Int64(limit))
+        statement.bind(3, Int64(renamed ? 1 : 0))
         var rows: [Row] = []
         while try statement.step() {
             rows.append(Row(id: statement.integer(0), values: (1..<14).map { statement.text(Int32($0)) }))

@@ -50,9 +50,9 @@ final class PostgresConnection {
             case PGRES_POLLING_FAILED:
                 throw failure("cannot connect")
             case PGRES_POLLING_READING:
-                try wait(reading: true, until: deadline, doing: "connecting")
+                try wait(reading: true, until: deadline)
             default:
-                try wait(reading: false, until: deadline, doing: "connecting")
+                try wait(reading: false, until: deadline)
             }
             status = PQconnectPoll(connection)
         }
@@ -79,13 +79,13 @@ final class PostgresConnection {
             let flushed = PQflush(connection)
             if flushed == 0 { break }
             guard flushed == 1 else { throw failure("cannot send a statement") }
-            try wait(reading: false, until: deadline, doing: "sending a statement")
+            try wait(reading: false, until: deadline)
         }
         var rows: [[String?]] = []
         var problem: RecordsError?
         while true {
             while PQisBusy(connection) == 1 {
-                try wait(reading: true, until: deadline, doing: "waiting for an answer")
+                try wait(reading: true, until: deadline)
                 guard PQconsumeInput(connection) == 1 else { throw failure("lost the connection") }
             }
             guard let result = PQgetResult(connection) else { break }
@@ -119,14 +119,14 @@ final class PostgresConnection {
     // MARK: helpers
 
     /// Waits until the socket is ready, or throws when `deadline` passes first.
-    private func wait(reading: Bool, until deadline: Date, doing what: String) throws {
+    private func wait(reading: Bool, until deadline: Date) throws {
         let socket = PQsocket(connection)
         guard socket >= 0 else { throw failure("lost the connection") }
         while true {
             let left = deadline.timeIntervalSinceNow
             guard left > 0 else {
-                throw RecordsError(
-                    .postgres, "\(name): no answer for \(Int(timeout)) s while \(what); the server is down, hung or unreachable")
+                // The same words whatever was waited for: the log says it once per outage.
+                throw RecordsError(.postgres, "\(name): no answer for \(Int(timeout)) s; the server is down, hung or unreachable")
             }
             var descriptor = pollfd(fd: socket, events: Int16(reading ? POLLIN : POLLOUT), revents: 0)
             let ready = poll(&descriptor, 1, Int32(min(left, 1) * 1000) + 1)

@@ -12,9 +12,10 @@ public enum RecordsMigration {
 
     /// Forwards every waiting record of `path`; `report` is told after each batch. A record is
     /// marked in the file only after PostgreSQL committed it, so a run stopped half-way goes on
-    /// where it stopped, and one repeated adds nothing.
+    /// where it stopped, and one repeated adds nothing. Records keep the server they were
+    /// written by, unless `renamed`; those written before servers were named get `server`.
     public static func run(
-        from path: String, to target: PostgresStore.Target, server: String, report: (Int, Int) -> Void
+        from path: String, to target: PostgresStore.Target, server: String, renamed: Bool, report: (Int, Int) -> Void
     ) throws -> Progress {
         guard FileManager.default.fileExists(atPath: path) else {
             throw RecordsError(.unreadable, "\(path): no such records database; name the server's events.sqlite")
@@ -23,7 +24,7 @@ public enum RecordsMigration {
         let database = try PostgresStore(target, migrate: true)
         var progress = Progress()
         while true {
-            let rows = try store.waiting(limit: EventForwarder.batchSize * 4, server: server)
+            let rows = try store.waiting(limit: EventForwarder.batchSize * 4, server: server, renamed: renamed)
             guard let last = rows.last else { break }
             progress.new += try database.forward(rows)
             try store.markForwarded(through: last.id)

@@ -27,7 +27,9 @@ struct RecordsMigrateCommand: ParsableCommand {
     @Option(name: .long, help: "postgresql://USER@HOST:PORT/DB?sslmode=... (default: EventDatabase of the configuration).")
     var to: String?
 
-    @Option(name: .long, help: "The server the records are from (default: ServerName of the configuration).")
+    @Option(
+        name: .long,
+        help: "Store the records as this server's (default: the server each was written by; ServerName for records older than that).")
     var server: String?
 
     @Option(name: .long, help: "File holding the PostgreSQL password (default: EventDatabasePasswordFile, else libpq's PGPASSFILE).")
@@ -50,10 +52,11 @@ struct RecordsMigrateCommand: ParsableCommand {
             let target = PostgresStore.Target(
                 url: url, passwordFile: passwordFile ?? configuration?.eventDatabasePasswordFile,
                 timeout: PostgresStore.Target.defaultTimeout)
-            let progress = try RecordsMigration.run(from: from, to: target, server: server) { sent, new in
+            let progress = try RecordsMigration.run(from: from, to: target, server: server, renamed: self.server != nil) {
+                sent, new in
                 printError("\(sent) records sent, \(new) new")
             }
-            print("\(from): \(progress.sent) records sent to \(url) as server \(server), \(progress.new) new, "
+            print("\(from): \(progress.sent) records sent to \(url), \(progress.new) new, "
                 + "\(progress.sent - progress.new) already there")
         } catch let error as RecordsError {
             printError("smime-milter records migrate: \(error)")
