@@ -8,6 +8,11 @@ public enum RecordsMigration {
         public var sent = 0
         /// Of them, those PostgreSQL did not have yet.
         public var new = 0
+
+        public init(sent: Int = 0, new: Int = 0) {
+            self.sent = sent
+            self.new = new
+        }
     }
 
     /// Forwards every waiting record of `path`; `report` is told after each batch. A record is
