@@ -378,3 +378,54 @@ def test_records_migrate_moves_a_servers_history_once(pki, postgres, tmp_path):
     refused = subprocess.run(migrate + ["--to", f"postgresql://smime:{PASSWORD}@127.0.0.1:{postgres.port}/migrated"],
                              capture_output=True, text=True)
     assert refused.returncode != 0 and "holds a password" in refused.stderr
+
+
+def test_tls_with_verify_full_is_used_and_a_wrong_certificate_refused(pki, postgres, tmp_path):
+    # A CA of its own and a server certificate for 127.0.0.1, as a province's database would have.
+    tls = Path(tempfile.mkdtemp(prefix="smime-milter-postgres-tls-"))
+    try:
+        def openssl(*arguments):
+            subprocess.run(["openssl", *arguments], check=True, capture_output=True, cwd=tls)
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
+                "-out", "ca.pem", "-days", "2", "-subj", "/CN=records test CA")
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key",
+                "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+        (tls / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "other.key",
+                "-out", "other.pem", "-days", "2", "-subj", "/CN=another CA")
+        if postgres.user:
+            entry = pwd.getpwnam(postgres.user)
+            for name in ("server.key", "server.pem"):
+                os.chown(tls / name, entry.pw_uid, entry.pw_gid)
+            os.chown(tls, entry.pw_uid, entry.pw_gid)
+        (tls / "server.key").chmod(0o600)
+        postgres.psql(f"ALTER SYSTEM SET ssl_cert_file = '{tls}/server.pem'")
+        postgres.psql(f"ALTER SYSTEM SET ssl_key_file = '{tls}/server.key'")
+        postgres.psql("ALTER SYSTEM SET ssl = on")
+        postgres.psql("SELECT pg_reload_conf()")
+        wait_for(lambda: postgres.psql("SHOW ssl") == "on", 10, "TLS on")
+        name = "tls"
+        base = postgres.database(name)
+        url = f"{base}?sslmode=verify-full&sslrootcert={tls}/ca.pem"
+        daemon = records_daemon(pki, tmp_path / "good", url, "mx1").start()
+        try:
+            send(daemon, "TLS1")
+            wait_for(lambda: len(records(postgres, name)) == 1, 15, "the record over TLS")
+            used = postgres.psql("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
+                                 "WHERE ssl AND application_name = 'smime-milter'")
+            assert used == "1", "the daemon's connection is encrypted"
+        finally:
+            daemon.stop()
+        wrong = records_daemon(pki, tmp_path / "wrong", f"{base}?sslmode=verify-full&sslrootcert={tls}/other.pem", "mx2").start()
+        try:
+            send(wrong, "TLS2")
+            wait_for(lambda: count_lines(wrong, "certificate verify failed") == 1, 10, "the refusal logged")
+            wait_for(lambda: local(wrong) == (1, 1), 5, "the record kept locally")
+        finally:
+            wrong.stop()
+    finally:
+        postgres.psql("ALTER SYSTEM RESET ssl")
+        postgres.psql("SELECT pg_reload_conf()")
+        shutil.rmtree(tls, ignore_errors=True)
