@@ -75,7 +75,9 @@ final class EventForwarder: Sendable {
             state.pending = false
             condition.unlock()
 
-            if Date() >= retryAt || (stopping && database != nil) {
+            // The writer makes the file; until it has, there is nothing to forward.
+            let ready = store != nil || FileManager.default.fileExists(atPath: path)
+            if ready && (Date() >= retryAt || (stopping && database != nil)) {
                 do {
                     if store == nil { store = try EventStore(path: path) }
                     if database == nil {

@@ -43,10 +43,29 @@ public final class EventStore {
     }
 
     private func prepare(readOnly: Bool) throws {
+        if readOnly { return try check(writer: false) }
+        // The daemon's writer and forwarder open the file at once: the check and the migration
+        // run under the write lock, so that one migrates and the other finds it done.
+        try execute("BEGIN IMMEDIATE")
+        do {
+            try check(writer: true)
+            try execute("COMMIT")
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+        // Lasting, and a no-op once set; a second connection racing the first to set it may find
+        // the file busy, and the next open sets it.
+        try? execute("PRAGMA journal_mode=WAL")
+        try execute("PRAGMA synchronous=NORMAL")
+    }
+
+    /// Refuses a file that is not ours or is newer; a writer brings it up to date (a reader
+    /// reads what is there: the counts are the same in every version).
+    private func check(writer: Bool) throws {
         let id = try integer("PRAGMA application_id")
         let empty = try integer("SELECT count(*) FROM sqlite_schema") == 0
-        if id == 0 && !readOnly && empty {
-            try execute("PRAGMA journal_mode=WAL")
+        if id == 0 && writer && empty {
             try execute("PRAGMA application_id = \(Self.applicationID)")
         } else if id != Int(Self.applicationID) {
             throw RecordsError(
@@ -58,22 +77,11 @@ public final class EventStore {
                 .newerSchema,
                 "\(path) has records schema \(version), newer than this smime-milter knows (\(RecordsSchema.version)); use the newer smime-milter that wrote it")
         }
-        // A reader reads what is there (the counts are the same in every version); a writer
-        // brings the file up to date first.
-        if readOnly { return }
-        try execute("PRAGMA synchronous=NORMAL")
-        guard version < RecordsSchema.version else { return }
-        try execute("BEGIN IMMEDIATE")
-        do {
-            for migration in RecordsSchema.migrations where migration.version > version {
-                try execute(migration.sqlite)
-            }
-            try execute("PRAGMA user_version = \(RecordsSchema.version)")
-            try execute("COMMIT")
-        } catch {
-            try? execute("ROLLBACK")
-            throw error
+        guard writer && version < RecordsSchema.version else { return }
+        for migration in RecordsSchema.migrations where migration.version > version {
+            try execute(migration.sqlite)
         }
+        try execute("PRAGMA user_version = \(RecordsSchema.version)")
     }
 
     // MARK: writing
