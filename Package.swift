@@ -30,6 +30,8 @@ let package = Package(
             name: "CP11Kit", pkgConfig: "p11-kit-1", providers: [.apt(["libp11-kit-dev"])]),
         .systemLibrary(
             name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // MARK: libraries
         .target(name: "MIME", swiftSettings: swiftSettings),
@@ -47,7 +49,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "Records",
-            dependencies: ["CSQLite", "CShims", "Gateway", "MIME", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSQLite", "CPostgres", "CShims", "Gateway", "MIME", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         // The metrics endpoint (MetricsListen): Prometheus exposition served over SwiftNIO's HTTP/1.1,
         // and the systemd notify protocol.

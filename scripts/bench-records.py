@@ -4,7 +4,8 @@
 with the demo token, the daemon's own CPU time (user + system, /proc/PID/stat) per message.
 Rounds alternate between the two so that a change in the machine's speed touches both.
     scripts/bench-records.py BINARY DEMO_DIR
-Environment: BENCH_ROUNDS (3), BENCH_MESSAGES (1000)."""
+Environment: BENCH_ROUNDS (3), BENCH_MESSAGES (1000); BENCH_POSTGRES_URL and
+BENCH_POSTGRES_PASSWORD_FILE add a third daemon whose records are forwarded to that PostgreSQL."""
 
 import os
 import statistics
@@ -32,16 +33,20 @@ def cpu_seconds(stat):
 
 
 def writer_seconds(pid):
-    """The CPU of the daemon's records thread alone (its name is "records"), in nanoseconds'
-    resolution (schedstat), since a clock tick is about what it spends on 1000 messages."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        if (task / "comm").read_text().strip() == "records":
-            return int((task / "schedstat").read_text().split()[0]) / 1e9
-    raise AssertionError("no records thread")
+    """The CPU of the daemon's records threads alone ("records", and "records-fwd" that forwards
+    to PostgreSQL), in nanoseconds' resolution (schedstat), since a clock tick is about what
+    they spend on 1000 messages."""
+    found = [int((task / "schedstat").read_text().split()[0]) / 1e9 for task in Path(f"/proc/{pid}/task").iterdir()
+             if (task / "comm").read_text().strip() in ("records", "records-fwd")]
+    assert found, "no records thread"
+    return sum(found)
+
+
+POSTGRES = os.environ.get("BENCH_POSTGRES_URL")
 
 
 def run(base, records):
-    directory = base / ("on" if records else "off")
+    directory = base / str(records)
     key = (f"pkcs11:token=STTTT-DienBien;object=unit-seal;type=private?pin-source=file:{demo}/pins/STTTT-DienBien")
     directory.mkdir(exist_ok=True)
     (directory / "signing-table").write_text(f"*@stttt.dienbien.gov.vn {key} chain={demo}/ca/chain.pem\n")
@@ -51,6 +56,8 @@ def run(base, records):
              "PKCS11Module /usr/lib/softhsm/libsofthsm2.so"]
     if not records:
         lines.append("EventDatabase none")
+    elif records == "postgres":
+        lines += [f"EventDatabase {POSTGRES}", f"EventDatabasePasswordFile {os.environ['BENCH_POSTGRES_PASSWORD_FILE']}"]
     daemon = Daemon(directory, lines).start()
     try:
         session = Session(daemon, client="127.0.0.1")
@@ -74,17 +81,28 @@ def run(base, records):
 
 with tempfile.TemporaryDirectory(prefix="bench-records-") as temporary:
     base = Path(temporary)
-    off, on, writer = [], [], []
+    off, on, writer, forwarded, forwarder = [], [], [], [], []
+    modes = [False, True] + (["postgres"] if POSTGRES else [])
     for number in range(rounds):
-        # Which goes first alternates, so that neither always runs on a warmer machine.
-        for records in ([False, True] if number % 2 == 0 else [True, False]):
+        # Which goes first rotates, so that none always runs on a warmer machine.
+        for records in modes[number % len(modes):] + modes[:number % len(modes)]:
             total, thread = run(base, records)
-            (on if records else off).append(total)
-            if records:
+            if records == "postgres":
+                forwarded.append(total)
+                forwarder.append(thread)
+            elif records:
+                on.append(total)
                 writer.append(thread)
+            else:
+                off.append(total)
     print(f"{messages} internal messages signed per round, {rounds} rounds, median of the daemon's CPU per message:")
     print(f"  records off (EventDatabase none): {statistics.median(off):7.0f} µs   rounds: {', '.join(f'{v:.0f}' for v in off)}")
     print(f"  records on  (events.sqlite)     : {statistics.median(on):7.0f} µs   rounds: {', '.join(f'{v:.0f}' for v in on)}")
     print(f"  on / off: {statistics.median(on) / statistics.median(off):.3f}")
     print(f"  of which the records thread: {statistics.median(writer):.1f} µs per message "
           f"({statistics.median(writer) / statistics.median(off) * 100:.1f} % of the CPU per message with records off)")
+    if forwarded:
+        print(f"  records to PostgreSQL           : {statistics.median(forwarded):7.0f} µs   rounds: "
+              f"{', '.join(f'{v:.0f}' for v in forwarded)}")
+        print(f"  postgres / off: {statistics.median(forwarded) / statistics.median(off):.3f}; the records threads "
+              f"(file and forwarding): {statistics.median(forwarder):.1f} µs per message")

@@ -6,10 +6,12 @@
 #   scripts/install-deps.sh deb      plus Debian's package tools (make deb, make test-deb)
 set -euo pipefail
 
-packages=(libmilter-dev libssl-dev libp11-kit-dev libsqlite3-dev p11-kit p11-kit-modules softhsm2 opensc openssl pkg-config)
+packages=(libmilter-dev libssl-dev libp11-kit-dev libsqlite3-dev libpq-dev p11-kit p11-kit-modules softhsm2 opensc openssl pkg-config)
 if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
     # gcc builds the hardware-like PKCS#11 test module (Tests/HardwareToken).
     packages+=(gpgsm libnss3-tools postfix swaks python3-pip gcc)
+    # PostgreSQL 15 for the shared records database (initdb and pg_ctl, started by the tests).
+    packages+=(postgresql)
     # Headless Chromium renders the HTML report in a test; DejaVu has the Vietnamese letters.
     packages+=(chromium fonts-dejavu-core)
     # systemd-analyze verifies the shipped unit files.

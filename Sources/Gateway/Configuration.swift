@@ -84,11 +84,42 @@ public struct Configuration: Sendable {
     public var reportMailFrom: String?
     /// Where `/metrics` and `/healthz` are served (`MetricsListen`); nil when off.
     public var metricsListen: SocketSpec?
+    /// `EventDatabasePasswordFile`: the PostgreSQL password, read as PIN files are.
+    public var eventDatabasePasswordFile: String?
+    /// `ServerName`: stored with every record, told apart in a database several servers share.
+    public var serverName = ProcessInfo.processInfo.hostName
 
-    /// The records' database file, or nil when records are off.
+    /// The records' SQLite file, or nil when records are off. With a PostgreSQL `EventDatabase`,
+    /// `events.sqlite` in `StateDirectory`: records are written there first and forwarded.
     public var eventDatabasePath: String? {
         guard let eventDatabase else { return nil }
-        return eventDatabase.isEmpty ? stateDirectory + "/events.sqlite" : eventDatabase
+        return eventDatabase.isEmpty || eventDatabaseURL != nil ? stateDirectory + "/events.sqlite" : eventDatabase
+    }
+
+    /// The PostgreSQL URL of `EventDatabase`, or nil for an SQLite file.
+    public var eventDatabaseURL: String? {
+        guard let eventDatabase, Self.isPostgresURL(eventDatabase) else { return nil }
+        return eventDatabase
+    }
+
+    /// Whether `EventDatabase` (or `report --database`) names PostgreSQL rather than a file.
+    public static func isPostgresURL(_ value: String) -> Bool {
+        value.hasPrefix("postgresql://") || value.hasPrefix("postgres://")
+    }
+
+    /// What is wrong with a PostgreSQL URL, nil for none (or for a file). A password inside it
+    /// is refused: it would be on command lines and in the log.
+    public static func postgresURLProblem(_ value: String) -> (any Error & CustomStringConvertible)? {
+        guard isPostgresURL(value) else { return nil }
+        guard let url = URLComponents(string: value), url.host?.isEmpty == false else {
+            return Problem("'\(value)' is not a PostgreSQL URL", "write postgresql://USER@HOST:PORT/DATABASE?sslmode=verify-full")
+        }
+        guard url.password == nil, url.queryItems?.contains(where: { $0.name.lowercased() == "password" }) != true else {
+            return Problem(
+                "the PostgreSQL URL holds a password",
+                "remove it from the URL and put it in EventDatabasePasswordFile (mode 0600) or libpq's PGPASSFILE")
+        }
+        return nil
     }
 
     /// Whether `Mode` includes signing and verifying.
@@ -250,10 +281,18 @@ public struct Configuration: Sendable {
             description: "recipients here get verification headers on mail from inside too; .domain for its subdomains") {
             $0.localDomains = try list($1).map { $0.lowercased() }
         },
-        Key(name: "EventDatabase", type: "path or none", defaultValue: "(events.sqlite in StateDirectory)", required: false,
-            description: "SQLite file of one record per message for `smime-milter report`; none turns records off") {
+        Key(name: "EventDatabase", type: "path, postgresql://USER@HOST:PORT/DB or none", defaultValue: "(events.sqlite in StateDirectory)",
+            required: false,
+            description: "SQLite file, or PostgreSQL shared by several servers, of one record per message for `smime-milter report`; none turns records off") {
+            if let problem = postgresURLProblem($1) { throw problem }
             $0.eventDatabase = $1.lowercased() == "none" ? nil : $1
         },
+        Key(name: "EventDatabasePasswordFile", type: "path", defaultValue: "(none: libpq's PGPASSFILE or ~/.pgpass)", required: false,
+            description: "the PostgreSQL password of EventDatabase; mode 0600, owned by the daemon's user") {
+            $0.eventDatabasePasswordFile = $1
+        },
+        Key(name: "ServerName", type: "string", defaultValue: "(host name)", required: false,
+            description: "this server's name in the records, for a database several servers share") { $0.serverName = $1 },
         Key(name: "EventRetention", type: "days", defaultValue: "400", required: false,
             description: "records older than this are deleted") { $0.eventRetention = try integer($1, in: 1...(20 * 366)) },
         Key(name: "ReportMailTo", type: "list of addresses", defaultValue: "(none)", required: false,
@@ -352,9 +391,10 @@ public struct Configuration: Sendable {
         return a.isEmpty ? b.count : previous[b.count]
     }
 
-    struct Problem: Error {
+    struct Problem: Error, CustomStringConvertible {
         let message: String
         let hint: String
+        var description: String { "\(message); \(hint)" }
         init(_ message: String, _ hint: String) {
             self.message = message
             self.hint = hint

@@ -14,6 +14,11 @@ public enum ConfigurationCheck {
         public let severity: Severity
         public let message: String
 
+        public init(severity: Severity, message: String) {
+            self.severity = severity
+            self.message = message
+        }
+
         public var description: String { "\(severity.rawValue): \(message)" }
     }
 

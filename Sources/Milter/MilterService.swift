@@ -58,7 +58,9 @@ public final class MilterService: Sendable {
         let gateway = try Gateway.load(configuration, statistics: statistics, logger: logger)
         state = Mutex(State(gateway: gateway, spoolDirectory: spoolDirectory))
         records = configuration.eventDatabasePath.map {
-            EventWriter(path: $0, retentionDays: configuration.eventRetention, logger: logger)
+            EventWriter(
+                path: $0, server: configuration.serverName, forwardTo: PostgresStore.Target(configuration),
+                retentionDays: configuration.eventRetention, logger: logger)
         }
     }
 
@@ -119,8 +121,10 @@ public final class MilterService: Sendable {
             if configuration.socket != current.configuration.socket {
                 logger.warning("Socket changed in \(configurationPath); it takes effect at the next restart")
             }
-            if configuration.eventDatabasePath != records?.path {
-                logger.warning("EventDatabase changed in \(configurationPath); it takes effect at the next restart")
+            if configuration.eventDatabasePath != records?.path || configuration.serverName != records?.server
+                || PostgresStore.Target(configuration) != records?.target
+            {
+                logger.warning("EventDatabase or ServerName changed in \(configurationPath); it takes effect at the next restart")
             }
             let gateway = try Gateway.load(configuration, statistics: current.statistics, logger: logger)
             if configuration.metricsListen != current.configuration.metricsListen {

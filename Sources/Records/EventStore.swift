@@ -10,7 +10,6 @@ public final class EventStore {
 
     /// "SMMR" in the file header (`PRAGMA application_id`): tells our files from others.
     static let applicationID: Int32 = 0x534D_4D52
-    static let schemaVersion: Int32 = 1
 
     /// Opens (and, for writing, creates) the file. Throws `RecordsError` naming the file and
     /// the fix when it is not ours, locked or unreadable.
@@ -44,66 +43,61 @@ public final class EventStore {
     }
 
     private func prepare(readOnly: Bool) throws {
+        if readOnly { return try check(writer: false) }
+        // The daemon's writer and forwarder open the file at once: the check and the migration
+        // run under the write lock, so that one migrates and the other finds it done.
+        try execute("BEGIN IMMEDIATE")
+        do {
+            try check(writer: true)
+            try execute("COMMIT")
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+        // Lasting, and a no-op once set; a second connection racing the first to set it may find
+        // the file busy, and the next open sets it.
+        try? execute("PRAGMA journal_mode=WAL")
+        try execute("PRAGMA synchronous=NORMAL")
+    }
+
+    /// Refuses a file that is not ours or is newer; a writer brings it up to date (a reader
+    /// reads what is there: the counts are the same in every version).
+    private func check(writer: Bool) throws {
         let id = try integer("PRAGMA application_id")
         let empty = try integer("SELECT count(*) FROM sqlite_schema") == 0
-        if id == 0 && !readOnly && empty {
-            try execute("PRAGMA journal_mode=WAL")
-            try execute(
-                """
-                PRAGMA application_id = \(Self.applicationID);
-                PRAGMA user_version = \(Self.schemaVersion);
-                CREATE TABLE events (
-                    id INTEGER PRIMARY KEY,
-                    time INTEGER NOT NULL,           -- Unix seconds
-                    day TEXT NOT NULL,               -- YYYY-MM-DD, the server's local time
-                    queue_id TEXT,
-                    direction TEXT NOT NULL,         -- outgoing, incoming, internal
-                    unit TEXT,                       -- the sender's unit (outgoing, internal)
-                    recipient_units TEXT NOT NULL,   -- JSON array of the local recipients' units
-                    outcome TEXT NOT NULL,           -- signed, sender-signed, unsigned, verified, deferred, rejected
-                    result TEXT,                     -- the verdict (verified, sender-signed; internal signed)
-                    reason TEXT,
-                    signer_subject TEXT,
-                    signer_serial TEXT
-                );
-                CREATE INDEX events_day ON events (day);
-                -- Messages counted by day and by what the report groups them by, kept with the records
-                -- in the same transaction: the report reads this, not every record.
-                CREATE TABLE daily (
-                    day TEXT NOT NULL,
-                    direction TEXT NOT NULL,
-                    unit TEXT NOT NULL,              -- '' for incoming mail
-                    recipient_units TEXT NOT NULL,   -- '[]' for sent mail
-                    outcome TEXT NOT NULL,
-                    detail TEXT NOT NULL,            -- the reason of unsigned mail, the result of incoming, else ''
-                    count INTEGER NOT NULL,
-                    PRIMARY KEY (day, direction, unit, recipient_units, outcome, detail)
-                ) WITHOUT ROWID;
-                """)
-            return
-        }
-        guard id == Int(Self.applicationID) else {
+        if id == 0 && writer && empty {
+            try execute("PRAGMA application_id = \(Self.applicationID)")
+        } else if id != Int(Self.applicationID) {
             throw RecordsError(
                 .notOurs, "\(path) is not an smime-milter records database (application id \(id)); name the events.sqlite file of EventDatabase")
         }
         let version = try integer("PRAGMA user_version")
-        guard version <= Int(Self.schemaVersion) else {
-            throw RecordsError(.notOurs, "\(path) was written by a newer smime-milter (schema \(version)); use that version to read it")
+        guard version <= RecordsSchema.version else {
+            throw RecordsError(
+                .newerSchema,
+                "\(path) has records schema \(version), newer than this smime-milter knows (\(RecordsSchema.version)); use the newer smime-milter that wrote it")
         }
-        if !readOnly { try execute("PRAGMA synchronous=NORMAL") }
+        guard writer && version < RecordsSchema.version else { return }
+        for migration in RecordsSchema.migrations where migration.version > version {
+            try execute(migration.sqlite)
+        }
+        try execute("PRAGMA user_version = \(RecordsSchema.version)")
     }
 
     // MARK: writing
 
-    /// Adds the events, and their daily counts, in one transaction.
-    public func insert(_ events: [Event]) throws {
+    /// Adds the events, and their daily counts, in one transaction. `server` (`ServerName`) is
+    /// stored with each; each gets its attempt, one more than the records of its queue ID.
+    public func insert(_ events: [Event], server: String) throws {
         try execute("BEGIN IMMEDIATE")
         do {
             let record = try Statement(
                 db, path,
                 """
                 INSERT INTO events (time, day, queue_id, direction, unit, recipient_units, outcome, result, reason,
-                                    signer_subject, signer_serial) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                    signer_subject, signer_serial, server, attempt)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?12,
+                        (SELECT coalesce(max(attempt), 0) + 1 FROM events WHERE queue_id IS ?3))
                 """)
             let count = try Statement(
                 db, path,
@@ -131,6 +125,7 @@ public final class EventStore {
                 record.bind(9, event.reason)
                 record.bind(10, event.signerSubject)
                 record.bind(11, event.signerSerial)
+                record.bind(12, server)
                 try record.run()
                 let key = Key(
                     day: day, direction: event.direction.rawValue, unit: incoming ? "" : event.unit ?? "(none)",
@@ -153,12 +148,13 @@ public final class EventStore {
     }
 
     /// Deletes records of days before `date`'s, and their counts; returns how many records.
+    /// With `keepWaiting`, records not yet forwarded to PostgreSQL stay.
     @discardableResult
-    public func prune(before date: Date) throws -> Int {
+    public func prune(before date: Date, keepWaiting: Bool) throws -> Int {
         let day = Self.day(date)
         try execute("BEGIN IMMEDIATE")
         do {
-            try execute("DELETE FROM events WHERE day < '\(day)'")
+            try execute("DELETE FROM events WHERE day < '\(day)'\(keepWaiting ? " AND forwarded = 1" : "")")
             let removed = Int(sqlite3_changes(db))
             try execute("DELETE FROM daily WHERE day < '\(day)'")
             try execute("COMMIT")
@@ -167,6 +163,46 @@ public final class EventStore {
             try? execute("ROLLBACK")
             throw error
         }
+    }
+
+    // MARK: forwarding
+
+    /// One record as it is forwarded to PostgreSQL: the columns of `events`, as text.
+    struct Row {
+        let id: Int64
+        /// server, attempt, time, day, queue_id, direction, unit, recipient_units, outcome,
+        /// result, reason, signer_subject, signer_serial: `PostgresStore.columns`' order.
+        let values: [String?]
+    }
+
+    /// The first `limit` records not yet forwarded, oldest first; a record without a server
+    /// (written before schema 2), or every record when `renamed`, gets `server`.
+    func waiting(limit: Int, server: String, renamed: Bool) throws -> [Row] {
+        let statement = try Statement(
+            db, path,
+            """
+            SELECT id, CASE WHEN ?3 THEN ?1 ELSE coalesce(server, ?1) END, attempt, time, day, queue_id, direction, unit, recipient_units, outcome,
+                   result, reason, signer_subject, signer_serial
+              FROM events WHERE forwarded = 0 ORDER BY id LIMIT ?2
+            """)
+        statement.bind(1, server)
+        statement.bind(2, Int64(limit))
+        statement.bind(3, Int64(renamed ? 1 : 0))
+        var rows: [Row] = []
+        while try statement.step() {
+            rows.append(Row(id: statement.integer(0), values: (1..<14).map { statement.text(Int32($0)) }))
+        }
+        return rows
+    }
+
+    /// Marks the records through `id` forwarded: called only once PostgreSQL has committed them.
+    func markForwarded(through id: Int64) throws {
+        try execute("UPDATE events SET forwarded = 1 WHERE forwarded = 0 AND id <= \(id)")
+    }
+
+    /// How many records wait to be forwarded.
+    public func waitingCount() throws -> Int {
+        try integer("SELECT count(*) FROM events WHERE forwarded = 0")
     }
 
     // MARK: reading
@@ -193,24 +229,34 @@ public final class EventStore {
         let statement = try Statement(db, path, sql)
         statement.bind(1, from ?? "0000-00-00")
         statement.bind(2, to ?? "9999-99-99")
+        var rows: [(String, String, String?, String?, String, String?, Int)] = []
+        while try statement.step() {
+            rows.append(
+                (statement.text(0) ?? "", statement.text(1) ?? "", statement.text(2), statement.text(3), statement.text(4) ?? "",
+                 statement.text(5), Int(statement.integer(6))))
+        }
+        return Self.counts(rows)
+    }
+
+    /// The counts of daily rows summed by period (period, direction, unit, recipient units,
+    /// outcome, detail, count), whichever database they come from: mail from outside is
+    /// counted for each recipient's unit.
+    static func counts(_ rows: some Sequence<(String, String, String?, String?, String, String?, Int)>) -> [Count] {
         var counts: [Count] = []
         var decoded: [String: [String]] = [:]
-        while try statement.step() {
-            guard let direction = Event.Direction(rawValue: statement.text(1) ?? ""),
-                let outcome = Event.Outcome(rawValue: statement.text(4) ?? "")
+        for (period, directionName, unit, recipients, outcomeName, detailText, count) in rows {
+            guard let direction = Event.Direction(rawValue: directionName), let outcome = Event.Outcome(rawValue: outcomeName)
             else { continue }
-            let period = statement.text(0) ?? ""
-            let detail = statement.text(5).flatMap { $0.isEmpty ? nil : $0 }
-            let count = Int(statement.integer(6))
+            let detail = detailText.flatMap { $0.isEmpty ? nil : $0 }
             let units: [String]
             if direction == .incoming {
-                let json = statement.text(3) ?? "[]"
+                let json = recipients ?? "[]"
                 if decoded[json] == nil {
                     decoded[json] = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String] ?? []
                 }
                 units = decoded[json]!
             } else {
-                units = [statement.text(2) ?? "(none)"]
+                units = [unit ?? "(none)"]
             }
             for unit in units {
                 counts.append(Count(period: period, direction: direction, unit: unit, outcome: outcome, detail: detail, count: count))

@@ -8,10 +8,20 @@ import Synchronization
 /// writes what has gathered in one transaction (at most every second), and deletes records past
 /// the retention once a day. Mail comes first: when the file cannot be written the writer logs
 /// it once, drops what it could not write, and tries again a minute later.
+///
+/// With a PostgreSQL `EventDatabase` the file is also the spool: a second thread forwards what
+/// the file holds and PostgreSQL does not yet (`EventForwarder`), so that a database that is
+/// down, slow or hung delays only the forwarding, never the file, and never mail.
 public final class EventWriter: Sendable {
     public let path: String
+    /// `ServerName`, stored with every record.
+    public let server: String
     private let retention: TimeInterval
     private let logger: Logger
+    /// nil when the records stay in the file.
+    let forwarder: EventForwarder?
+    /// Where records are forwarded, nil when they stay in the file.
+    public var target: PostgresStore.Target? { forwarder?.target }
 
     private struct Queue {
         var events: [Event] = []
@@ -31,10 +41,14 @@ public final class EventWriter: Sendable {
     /// must not take the daemon's memory.
     static let maximumWaiting = 100_000
 
-    public init(path: String, retentionDays: Int, logger: Logger) {
+    public init(path: String, server: String, forwardTo target: PostgresStore.Target?, retentionDays: Int, logger: Logger) {
         self.path = path
+        self.server = server
         retention = TimeInterval(retentionDays) * 86400
         self.logger = logger
+        forwarder = target.map {
+            EventForwarder(path: path, server: server, target: $0, retentionDays: retentionDays, logger: logger)
+        }
         let thread = Thread { [self] in run() }
         thread.name = "records"
         thread.start()
@@ -73,6 +87,7 @@ public final class EventWriter: Sendable {
         let deadline = Date(timeIntervalSinceNow: timeout)
         while !queue.stopped && condition.wait(until: deadline) {}
         condition.unlock()
+        forwarder?.stop(timeout: max(1, deadline.timeIntervalSinceNow))
     }
 
     private func run() {
@@ -102,11 +117,14 @@ public final class EventWriter: Sendable {
                     store = try EventStore(path: path)
                 }
                 if let store {
-                    if !batch.isEmpty { try store.insert(batch) }
+                    if !batch.isEmpty {
+                        try store.insert(batch, server: server)
+                        forwarder?.wake()
+                    }
                     written = true
                     if Date().timeIntervalSince(lastPrune) > 86400 {
                         lastPrune = Date()
-                        let removed = try store.prune(before: Date(timeIntervalSinceNow: -retention))
+                        let removed = try store.prune(before: Date(timeIntervalSinceNow: -retention), keepWaiting: forwarder != nil)
                         if removed > 0 { logger.info("records: \(removed) records older than the retention deleted from \(path)") }
                     }
                     if failing {

@@ -32,7 +32,7 @@ struct ReportBench: ParsableCommand {
         defer { if !keep { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } } }
         let store = try EventStore(path: path)
         let written = Date()
-        try store.insert(Self.events(count: records, units: names, year: year))
+        try store.insert(Self.events(count: records, units: names, year: year), server: "bench")
         print("wrote \(records) records for \(names.count) units in \(String(format: "%.1f", Date().timeIntervalSince(written))) s: \(path)")
 
         let reader = try EventStore(path: path, readOnly: true)

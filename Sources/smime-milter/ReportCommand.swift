@@ -46,8 +46,13 @@ struct ReportCommand: ParsableCommand {
     @Option(name: .long, help: "Write here instead of standard output (replaced only when the report is complete).")
     var output: String?
 
-    @Option(name: .long, help: "Records database; repeat to merge several mail servers' (default: EventDatabase).")
+    @Option(
+        name: .long,
+        help: "Records database, a file or postgresql://USER@HOST:PORT/DB; repeat to merge several mail servers' files (default: EventDatabase).")
     var database: [String] = []
+
+    @Option(name: .long, help: "Only this server's records (ServerName), from a PostgreSQL database.")
+    var server: String?
 
     @Option(name: .long, help: "A unit signs when at least this share of the mail it sends is signed.")
     var unitShare: Double = 0.5
@@ -129,14 +134,25 @@ struct ReportCommand: ParsableCommand {
         let units = try configuration.units.map(Units.load)
         var paths = database
         if paths.isEmpty {
-            guard let path = configuration.eventDatabasePath else {
+            guard let path = configuration.eventDatabaseURL ?? configuration.eventDatabasePath else {
                 throw usage("EventDatabase is none in \(config): name a file with --database")
             }
             paths = [path]
         }
+        if server != nil && !paths.contains(where: Configuration.isPostgresURL) {
+            throw usage("--server reads one server's records from a PostgreSQL database; a file holds one server's already")
+        }
         var counts: [EventStore.Count] = []
         for path in paths {
-            counts += try EventStore(path: path, readOnly: true).counts(from: range.from, to: range.to, byMonth: by == "month")
+            if let problem = Configuration.postgresURLProblem(path) { throw usage("--database: \(problem)") }
+            if Configuration.isPostgresURL(path) {
+                let target = PostgresStore.Target(
+                    url: path, passwordFile: configuration.eventDatabasePasswordFile, timeout: PostgresStore.Target.defaultTimeout)
+                counts += try PostgresStore(target, migrate: false).counts(
+                    from: range.from, to: range.to, byMonth: by == "month", server: server)
+            } else {
+                counts += try EventStore(path: path, readOnly: true).counts(from: range.from, to: range.to, byMonth: by == "month")
+            }
         }
         let report = Report(counts: counts, range: range, byMonth: by == "month", units: units, unitShare: unitShare, target: target)
         return (report, configuration)

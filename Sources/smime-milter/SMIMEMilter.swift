@@ -4,6 +4,7 @@ import Gateway
 import Logging
 import Milter
 import Monitoring
+import Records
 
 @main
 struct SMIMEMilter: ParsableCommand {
@@ -13,7 +14,7 @@ struct SMIMEMilter: ParsableCommand {
         version: smimeMilterVersion,
         subcommands: [
             RunCommand.self, CheckConfigCommand.self, TokensCommand.self, SignCommand.self, VerifyCommand.self,
-            StatsCommand.self, ReportCommand.self, CRLCommand.self, BenchCommand.self,
+            StatsCommand.self, ReportCommand.self, RecordsCommand.self, CRLCommand.self, BenchCommand.self,
         ]
     )
 }
@@ -71,7 +72,13 @@ struct CheckConfigCommand: ParsableCommand {
     var noTokens = false
 
     func run() throws {
-        let findings = ConfigurationCheck.run(configurationFile: config, tokens: !noTokens)
+        var findings = ConfigurationCheck.run(configurationFile: config, tokens: !noTokens)
+        // The records' PostgreSQL is reached here, where the Records module is at hand.
+        if let configuration = try? Configuration.load(path: config), let target = PostgresStore.Target(configuration),
+            let spool = configuration.eventDatabasePath
+        {
+            findings.append(PostgresStore.check(target, spool: spool))
+        }
         for finding in findings where !(quiet && finding.severity == .ok) {
             print(finding)
         }

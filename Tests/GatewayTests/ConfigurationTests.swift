@@ -47,6 +47,8 @@ import Token
             Units             /etc/smime-milter/units
             LocalDomains      Dienbien.gov.vn, .dienbien.gov.vn
             EventDatabase     none
+            EventDatabasePasswordFile /etc/smime-milter/records-password
+            ServerName        mx2.dienbien.gov.vn
             EventRetention    30
             ReportMailTo      vanphong.ubnd@dienbien.gov.vn, lanhdao@stttt.dienbien.gov.vn
             ReportMailFrom    baocao@stttt.dienbien.gov.vn
@@ -91,6 +93,8 @@ import Token
         #expect(configuration.reportMailFrom == "baocao@stttt.dienbien.gov.vn")
         #expect(configuration.metricsListen == .inet(port: 9894, host: "127.0.0.1") && Configuration().metricsListen == nil)
         #expect(Configuration().eventDatabasePath == "/var/lib/smime-milter/events.sqlite")
+        #expect(configuration.eventDatabasePasswordFile == "/etc/smime-milter/records-password")
+        #expect(configuration.serverName == "mx2.dienbien.gov.vn")
         #expect(configuration.internalHostList.contains("10.20.255.1") && !configuration.internalHostList.contains("10.21.0.1"))
         // The test lists every key the table has.
         for key in Configuration.keys {

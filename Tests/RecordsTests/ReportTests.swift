@@ -64,7 +64,7 @@ import Testing
             Self.received([Self.stttt, Self.tuPhap], "pass", on: "2026-11-07 08:00"),
             Self.received([Self.stttt], "fail", on: "2026-11-08 08:00"),
             Self.sent(Self.stttt, .unsigned, on: "2026-12-01 00:10", reason: "bounce"),
-        ])
+        ], server: "mx1")
         return path
     }
 
@@ -100,7 +100,7 @@ import Testing
         let secondDirectory = directory + "/mx2"
         try FileManager.default.createDirectory(atPath: secondDirectory, withIntermediateDirectories: true)
         let second = secondDirectory + "/events.sqlite"
-        try EventStore(path: second).insert([Self.sent(Self.muongNhe, .signed, on: "2026-12-02 09:00")])
+        try EventStore(path: second).insert([Self.sent(Self.muongNhe, .signed, on: "2026-12-02 09:00")], server: "mx2")
         let report = try report([first, second], range: .days(from: "2026-11-01", to: "2026-12-31"), byMonth: true)
         #expect(report.periods.map(\.label) == ["2026-11", "2026-12"])
         #expect(report.periods[1].units[Self.muongNhe]?.signedByGateway == 1)
@@ -180,13 +180,13 @@ import Testing
 
     @Test func theWriterWritesOffThePathAndAnUnwritableFileLosesNoMail() throws {
         let path = directory + "/writer.sqlite"
-        let writer = EventWriter(path: path, retentionDays: 400, logger: .init(label: "test"))
+        let writer = EventWriter(path: path, server: "test", forwardTo: nil, retentionDays: 400, logger: .init(label: "test"))
         for number in 0..<250 { writer.record(Self.sent(Self.stttt, .signed, on: "2026-11-0\(number % 9 + 1) 10:00")) }
         writer.stop()
         let counts = try EventStore(path: path, readOnly: true).counts(from: nil, to: nil, byMonth: false)
         #expect(counts.reduce(0) { $0 + $1.count } == 250)
 
-        let broken = EventWriter(path: directory + "/no/such/dir/events.sqlite", retentionDays: 400, logger: .init(label: "test"))
+        let broken = EventWriter(path: directory + "/no/such/dir/events.sqlite", server: "test", forwardTo: nil, retentionDays: 400, logger: .init(label: "test"))
         // Every record() returns and the writer stops: the mail path never waits on the file
         // (a writer that waited would hang here, and the test run's time limit would say so).
         // How fast recording is, is measured by `make bench`, not here.
@@ -198,7 +198,7 @@ import Testing
     @Test func unitNamesWithQuotesAndBackslashesSurviveTheRecords() throws {
         let odd = "Phòng \"Một cửa\" \\ số 1"
         let path = directory + "/odd.sqlite"
-        try EventStore(path: path).insert([Self.received([odd, Self.stttt], "pass", on: "2026-11-07 08:00")])
+        try EventStore(path: path).insert([Self.received([odd, Self.stttt], "pass", on: "2026-11-07 08:00")], server: "mx1")
         let counts = try EventStore(path: path, readOnly: true).counts(from: nil, to: nil, byMonth: false)
         #expect(Set(counts.map(\.unit)) == [odd, Self.stttt])
     }
@@ -206,7 +206,7 @@ import Testing
     @Test func recordsPastTheRetentionAreDeleted() throws {
         let path = try november()
         let store = try EventStore(path: path)
-        #expect(try store.prune(before: Self.day("2026-11-05 00:00")) == 2)
+        #expect(try store.prune(before: Self.day("2026-11-05 00:00"), keepWaiting: false) == 2)
         let left = try store.counts(from: nil, to: nil, byMonth: false)
         #expect(left.reduce(0) { $0 + $1.count } == 8, "\(left)")
     }
