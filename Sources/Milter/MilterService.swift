@@ -122,7 +122,8 @@ public final class MilterService: Sendable {
             if configuration.eventDatabasePath != records?.path {
                 logger.warning("EventDatabase changed in \(configurationPath); it takes effect at the next restart")
             }
-            let gateway = try Gateway.load(configuration, statistics: current.statistics, logger: logger)
+            let gateway = try Gateway.load(
+                configuration, statistics: current.statistics, tokenTracker: current.tokenTracker, logger: logger)
             if configuration.metricsListen != current.configuration.metricsListen {
                 logger.warning("MetricsListen changed in \(configurationPath); it takes effect at the next restart")
             }

@@ -192,7 +192,7 @@ public final class DaemonMetrics: Sendable {
         let reports = Dictionary(gateway.tokenTracker.snapshot.map { ($0.line, $0) }, uniquingKeysWith: { a, _ in a })
         let stateName = Self.name(
             "token_state", "", "1 for the state a token's last signature or failure showed (ok, count low, final try, locked, PIN refused, stuck, absent), else 0.")
-        let signaturesName = Self.name("token_signatures", "total", "Signatures made with a signing-table line's key since the configuration was loaded.")
+        let signaturesName = Self.name("token_signatures", "total", "Signatures made with a signing-table line's key since the daemon started.")
         let expiryName = Self.name(
             "certificate_expiry", "timestamp_seconds", "When a signing certificate (role signer) or a CA certificate of its chain (role ca) expires.")
         var expiries: [[String]: Double] = [:]
