@@ -242,12 +242,16 @@ public final class DaemonMetrics: Sendable {
 
     /// Per CRL the daemon keeps (by issuing CA and URL): its nextUpdate, when it was last
     /// fetched, and the fetches that failed since; and `CRLGracePeriod`, for the alert rules.
+    /// Only CRLs kept for an issuer are exported: the cache also records failures for URLs that
+    /// incoming certificates name (CA issuers, CRLs never fetched), and series keyed by what
+    /// senders choose would grow without bound.
     static func collectRevocation(_ configuration: Configuration, _ entries: [CRLCache.Entry], into registry: ScrapeSeries) {
         registry.makeGauge(
             descriptor: Self.name("crl_grace_period", "seconds", "CRLGracePeriod: how long past its nextUpdate a CRL is still used.")
         ).set(to: Double(configuration.crlGracePeriod))
         for entry in entries {
-            let labels = [("ca", entry.issuer ?? "unknown"), ("url", entry.url)]
+            guard let issuer = entry.issuer else { continue }
+            let labels = [("ca", issuer), ("url", entry.url)]
             if let next = entry.nextUpdate {
                 registry.makeGauge(
                     descriptor: Self.name("crl_next_update", "timestamp_seconds", "The nextUpdate of the CRL kept for a CA."),
