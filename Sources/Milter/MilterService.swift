@@ -47,8 +47,10 @@ public final class MilterService: Sendable {
     let monitor: Monitor?
 
     /// Loads the gateway for `configuration`, with the counters saved by the previous run.
+    /// `spoolDirectory` is where bodies are spooled until `run()` makes its own directory in
+    /// `SpoolDirectory` (the daemon gives `SpoolDirectory` itself).
     public init(
-        configurationPath: String, configuration: Configuration, logger: Logger, spoolDirectory: String = "/tmp",
+        configurationPath: String, configuration: Configuration, logger: Logger, spoolDirectory: String,
         monitor: Monitor? = nil
     ) throws {
         self.configurationPath = configurationPath
