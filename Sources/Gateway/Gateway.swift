@@ -114,8 +114,9 @@ public final class Gateway: Sendable {
     public let verifier: Verifier?
     public let statistics: Statistics
     public let units: Units?
-    /// Each signing-table line's token state and signatures, as the messages found them.
-    public let tokenTracker = TokenTracker()
+    /// Each signing-table line's token state and signatures, as the messages found them; like
+    /// `statistics`, handed from one gateway to the next on reload.
+    public let tokenTracker: TokenTracker
     /// `LocalDomains`, or the domains of the signing and units tables.
     public let localDomains: [String]
     let logger: Logger
@@ -135,7 +136,7 @@ public final class Gateway: Sendable {
     public init(
         configuration: Configuration, signingTable: SigningTable?, authorizedSigners: AuthorizedSigners?,
         verifier: Verifier?, units: Units? = nil, statistics: Statistics = Statistics(),
-        logger: Logger = Logger(label: "smime-milter.gateway"),
+        tokenTracker: TokenTracker = TokenTracker(), logger: Logger = Logger(label: "smime-milter.gateway"),
         makeSigner: (@Sendable (SigningTable.Entry, _ lookingAgain: Bool) throws -> any Signer)? = nil
     ) {
         self.configuration = configuration
@@ -146,6 +147,8 @@ public final class Gateway: Sendable {
         let patterns = (signingTable?.entries.map(\.pattern) ?? []) + (units?.entries.map(\.pattern) ?? [])
         self.localDomains = configuration.localDomains ?? Gateway.unique(patterns.compactMap(AddressPattern.domain(of:)))
         self.statistics = statistics
+        tokenTracker.keeping(signingTable)
+        self.tokenTracker = tokenTracker
         self.logger = logger
         self.makeSigner = makeSigner ?? { try SignerLoader.signer(for: $0, configuration: configuration, lookingAgain: $1) }
     }
@@ -153,7 +156,7 @@ public final class Gateway: Sendable {
     /// Loads the tables and trust anchors a configuration names. Tokens are not touched: a
     /// signer is made when it is first needed (`check-config` logs in to each one up front).
     public static func load(
-        _ configuration: Configuration, statistics: Statistics = Statistics(),
+        _ configuration: Configuration, statistics: Statistics = Statistics(), tokenTracker: TokenTracker = TokenTracker(),
         logger: Logger = Logger(label: "smime-milter.gateway")
     ) throws -> Gateway {
         let table = try configuration.signingTable.map(SigningTable.load)
@@ -162,7 +165,7 @@ public final class Gateway: Sendable {
         let verifier = configuration.verifies ? try SignerLoader.verifier(configuration) : nil
         return Gateway(
             configuration: configuration, signingTable: table, authorizedSigners: authorized, verifier: verifier,
-            units: units, statistics: statistics, logger: logger)
+            units: units, statistics: statistics, tokenTracker: tokenTracker, logger: logger)
     }
 
     // MARK: deciding

@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// `check-config`'s test of `MetricsListen`: whether the daemon could listen there now.
-enum ListenCheck {
+public enum ListenCheck {
     enum Result: Equatable {
         case free
         /// In use, by a running smime-milter's own metrics endpoint.
@@ -36,16 +36,22 @@ enum ListenCheck {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         if bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 { return .free }
         let error = errno
-        switch error {
+        if error == EADDRINUSE, answersAsSmimeMilter(host: host, port: port, family: family) { return .servedBySmimeMilter }
+        return .problem(bindProblem(spec, errno: error, String(cString: strerror(error))))
+    }
+
+    /// What to tell the postmaster when binding `spec` failed with `code` (`detail` says it
+    /// otherwise): the same words from `check-config` and from the daemon at start-up.
+    public static func bindProblem(_ spec: SocketSpec, errno code: Int32, _ detail: String) -> String {
+        switch code {
         case EADDRINUSE:
-            if answersAsSmimeMilter(host: host, port: port, family: family) { return .servedBySmimeMilter }
-            return .problem("MetricsListen \(spec): the address is already in use by another process; stop it or choose another port")
+            "MetricsListen \(spec): the address is already in use by another process; stop it or choose another port"
         case EADDRNOTAVAIL:
-            return .problem("MetricsListen \(spec): no interface of this host has that address; write one of its addresses, e.g. inet:9894@127.0.0.1")
+            "MetricsListen \(spec): no interface of this host has that address; write one of its addresses, e.g. inet:9894@127.0.0.1"
         case EACCES:
-            return .problem("MetricsListen \(spec): permission denied; choose a port above 1023")
+            "MetricsListen \(spec): permission denied; choose a port above 1023"
         default:
-            return .problem("MetricsListen \(spec): cannot listen: \(String(cString: strerror(error))); check the address or choose another port")
+            "MetricsListen \(spec): cannot listen: \(detail); check the address or choose another port"
         }
     }
 

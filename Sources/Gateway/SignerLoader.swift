@@ -10,7 +10,8 @@ public enum SignerLoader {
     {
         try signer(
             key: entry.key, certificate: entry.certificate, chain: entry.chain, modulePath: configuration.pkcs11Module,
-            poolSize: configuration.sessionPoolSize, lookingAgain: lookingAgain,
+            poolSize: configuration.sessionPoolSize, waitTimeout: Double(configuration.signingTimeout),
+            lookingAgain: lookingAgain,
             pinGuard: pinGuard(configuration),
             certificateOption: "cert=FILE on line \(entry.line) of the signing table")
     }
@@ -18,13 +19,14 @@ public enum SignerLoader {
     /// The same from its parts, as `smime-milter sign --key` gives them; `certificateOption`
     /// names where a certificate file is given, for the hints.
     public static func signer(
-        key: String, certificate: String?, chain: String?, modulePath: String?, poolSize: Int = 2,
+        key: String, certificate: String?, chain: String?, modulePath: String?, poolSize: Int, waitTimeout: Double,
         scheme: SignatureScheme? = nil, lookingAgain: Bool = false, pinGuard: PINGuard,
         certificateOption: String
     ) throws -> any Signer {
         if key.lowercased().hasPrefix("pkcs11:") {
             let tokenKey = try TokenKey(
-                uri: PKCS11URI(parsing: key), modulePath: modulePath, poolSize: poolSize, lookingAgain: lookingAgain,
+                uri: PKCS11URI(parsing: key), modulePath: modulePath, poolSize: poolSize, waitTimeout: waitTimeout,
+                lookingAgain: lookingAgain,
                 pinGuard: pinGuard)
             let der = try certificate.map { path -> [UInt8] in
                 guard let first = try Certificate.load(pemFile: path).first else {

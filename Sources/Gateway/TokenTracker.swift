@@ -5,8 +5,9 @@ import Synchronization
 
 /// What the gateway learnt of each signing-table line's token from the messages it signed: the
 /// state its last signature left it in and how many signatures it made. No token is asked for
-/// this (a scrape must never wait for a slow token); a line not used since the configuration
-/// was loaded has no report.
+/// this (a scrape must never wait for a slow token); a line not used since the daemon started
+/// has no report. A reload hands the tracker to the new gateway (`keeping(_:)`), so an alert
+/// does not clear until mail reaches the token again.
 public final class TokenTracker: Sendable {
     /// The states `/metrics` and `systemctl status` name.
     public enum State: String, Sendable, CaseIterable {
@@ -21,6 +22,8 @@ public final class TokenTracker: Sendable {
 
     public struct Report: Sendable, Equatable {
         public let line: Int
+        /// The line's key (URI or file): a reload that gives the line another key drops the report.
+        let key: String
         /// The token's label, from the key's URI or the token itself.
         public let token: String
         public var state: State
@@ -33,6 +36,13 @@ public final class TokenTracker: Sendable {
     private let reports = Mutex<[Int: Report]>([:])
 
     public init() {}
+
+    /// The reports of the lines `table` still has with the same key; the others go. Called when
+    /// a reload hands this tracker to the new configuration's gateway.
+    public func keeping(_ table: SigningTable?) {
+        let keys = Dictionary((table?.entries ?? []).map { ($0.line, $0.key) }, uniquingKeysWith: { a, _ in a })
+        reports.withLock { all in all = all.filter { keys[$0.key] == $0.value.key } }
+    }
 
     /// Every line's report, by line.
     public var snapshot: [Report] { reports.withLock { Array($0.values) }.sorted { $0.line < $1.line } }
@@ -53,7 +63,7 @@ public final class TokenTracker: Sendable {
             }
         }
         reports.withLock { all in
-            var report = all[entry.line] ?? Report(line: entry.line, token: label, state: state, signatures: 0, chain: [])
+            var report = all[entry.line] ?? Report(line: entry.line, key: entry.key, token: label, state: state, signatures: 0, chain: [])
             report.state = state
             report.signatures += 1
             report.certificate = signer.certificate
@@ -66,16 +76,15 @@ public final class TokenTracker: Sendable {
     func failed(_ entry: SigningTable.Entry, _ failure: TokenError) {
         let state: State
         switch failure.code {
-        // PINGuard refuses a login at the final try with the `locked` code too; only its text
-        // names the flag. A code of its own for it would let this compare codes alone.
-        case .locked: state = failure.description.contains("CKF_USER_PIN_FINAL_TRY") ? .finalTry : .locked
+        case .locked: state = .locked
+        case .finalTry: state = .finalTry
         case .pin, .pinRefused: state = .pinRefused
         case .stuck, .timeout: state = .stuck
         case .notFound, .unavailable, .module: state = .absent
         default: return
         }
         reports.withLock { all in
-            var report = all[entry.line] ?? Report(line: entry.line, token: Self.tokenLabel(entry), state: state, signatures: 0, chain: [])
+            var report = all[entry.line] ?? Report(line: entry.line, key: entry.key, token: Self.tokenLabel(entry), state: state, signatures: 0, chain: [])
             report.state = state
             all[entry.line] = report
         }

@@ -47,8 +47,10 @@ public final class MilterService: Sendable {
     let monitor: Monitor?
 
     /// Loads the gateway for `configuration`, with the counters saved by the previous run.
+    /// `spoolDirectory` is where bodies are spooled until `run()` makes its own directory in
+    /// `SpoolDirectory` (the daemon gives `SpoolDirectory` itself).
     public init(
-        configurationPath: String, configuration: Configuration, logger: Logger, spoolDirectory: String = "/tmp",
+        configurationPath: String, configuration: Configuration, logger: Logger, spoolDirectory: String,
         monitor: Monitor? = nil
     ) throws {
         self.configurationPath = configurationPath
@@ -126,7 +128,8 @@ public final class MilterService: Sendable {
             {
                 logger.warning("EventDatabase or ServerName changed in \(configurationPath); it takes effect at the next restart")
             }
-            let gateway = try Gateway.load(configuration, statistics: current.statistics, logger: logger)
+            let gateway = try Gateway.load(
+                configuration, statistics: current.statistics, tokenTracker: current.tokenTracker, logger: logger)
             if configuration.metricsListen != current.configuration.metricsListen {
                 logger.warning("MetricsListen changed in \(configurationPath); it takes effect at the next restart")
             }

@@ -120,10 +120,13 @@ public final class DaemonMetrics: Sendable {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(16 << 10)
         registry.emit(into: &buffer)
+        // Files and DER are read and parsed before the lock: a slow disk delays this scrape only.
+        let certificates = signerCertificates(state.gateway)
+        let crls = revocationEntries(state.gateway.configuration, now: now)
         scrapeSeries.withLock { scrape in
             Self.collect(state, into: scrape, now: now)
-            collectSigners(state.gateway, into: scrape)
-            collectRevocation(state.gateway.configuration, into: scrape, now: now)
+            Self.collectSigners(state.gateway, certificates, into: scrape)
+            Self.collectRevocation(state.gateway.configuration, crls, into: scrape)
             scrape.sweep()
             scrape.registry.emit(into: &buffer)
         }
@@ -166,18 +169,34 @@ public final class DaemonMetrics: Sendable {
         }
     }
 
+    /// Per signing-table entry (by its index in the table): its certificate and the CA
+    /// certificates of its chain, from what the token last showed or else from its files.
+    func signerCertificates(_ gateway: Gateway) -> [(signer: [Certificate], chain: [Certificate])] {
+        guard let table = gateway.signingTable else { return [] }
+        let reports = Dictionary(gateway.tokenTracker.snapshot.map { ($0.line, $0) }, uniquingKeysWith: { a, _ in a })
+        return table.entries.map { entry in
+            if let report = reports[entry.line], let der = report.certificate {
+                return (parsed(der: der), report.chain.flatMap(parsed(der:)))
+            }
+            return (entry.certificate.map(parsed(file:)) ?? [], entry.chain.map(parsed(file:)) ?? [])
+        }
+    }
+
     /// Per signing-table line: its token's state and signatures (as `TokenTracker` saw them),
-    /// and when its certificate and each CA certificate of its chain expire.
-    func collectSigners(_ gateway: Gateway, into registry: ScrapeSeries) {
+    /// and when its certificate and each CA certificate of its chain expire (`certificates`,
+    /// from `signerCertificates`).
+    static func collectSigners(
+        _ gateway: Gateway, _ certificates: [(signer: [Certificate], chain: [Certificate])], into registry: ScrapeSeries
+    ) {
         guard let table = gateway.signingTable else { return }
         let reports = Dictionary(gateway.tokenTracker.snapshot.map { ($0.line, $0) }, uniquingKeysWith: { a, _ in a })
         let stateName = Self.name(
             "token_state", "", "1 for the state a token's last signature or failure showed (ok, count low, final try, locked, PIN refused, stuck, absent), else 0.")
-        let signaturesName = Self.name("token_signatures", "total", "Signatures made with a signing-table line's key since the configuration was loaded.")
+        let signaturesName = Self.name("token_signatures", "total", "Signatures made with a signing-table line's key since the daemon started.")
         let expiryName = Self.name(
             "certificate_expiry", "timestamp_seconds", "When a signing certificate (role signer) or a CA certificate of its chain (role ca) expires.")
         var expiries: [[String]: Double] = [:]
-        for entry in table.entries {
+        for (index, entry) in table.entries.enumerated() {
             let unit = Self.unit(of: entry, gateway)
             let report = reports[entry.line]
             let token = report?.token ?? TokenTracker.tokenLabel(entry)
@@ -196,15 +215,7 @@ public final class DaemonMetrics: Sendable {
                     labels: [("unit", unit), ("token", token)]
                 ).set(to: Double(calls))
             }
-            var signer: [Certificate] = []
-            var chain: [Certificate] = []
-            if let report, let der = report.certificate {
-                signer = parsed(der: der)
-                chain = report.chain.flatMap(parsed(der:))
-            } else {
-                signer = entry.certificate.map(parsed(file:)) ?? []
-                chain = entry.chain.map(parsed(file:)) ?? []
-            }
+            let (signer, chain) = index < certificates.count ? certificates[index] : ([], [])
             for (role, certificates) in [("signer", Array(signer.prefix(1))), ("ca", chain)] {
                 for certificate in certificates {
                     expiries[[unit, token, certificate.serial, role]] = certificate.notAfter.timeIntervalSince1970
@@ -218,22 +229,29 @@ public final class DaemonMetrics: Sendable {
         }
     }
 
+    /// The CRL cache's entries, read from disk at most every 30 s.
+    func revocationEntries(_ configuration: Configuration, now: Date) -> [CRLCache.Entry] {
+        let directory = configuration.stateDirectory + "/crl-cache"
+        if let last = revocation.withLock({ $0 }), last.directory == directory, now.timeIntervalSince(last.at) < 30 {
+            return last.entries
+        }
+        let entries = FileManager.default.fileExists(atPath: directory) ? CRLCache.entries(directory: directory) : []
+        revocation.withLock { $0 = (now, directory, entries) }
+        return entries
+    }
+
     /// Per CRL the daemon keeps (by issuing CA and URL): its nextUpdate, when it was last
     /// fetched, and the fetches that failed since; and `CRLGracePeriod`, for the alert rules.
-    func collectRevocation(_ configuration: Configuration, into registry: ScrapeSeries, now: Date) {
+    /// Only CRLs kept for an issuer are exported: the cache also records failures for URLs that
+    /// incoming certificates name (CA issuers, CRLs never fetched), and series keyed by what
+    /// senders choose would grow without bound.
+    static func collectRevocation(_ configuration: Configuration, _ entries: [CRLCache.Entry], into registry: ScrapeSeries) {
         registry.makeGauge(
             descriptor: Self.name("crl_grace_period", "seconds", "CRLGracePeriod: how long past its nextUpdate a CRL is still used.")
         ).set(to: Double(configuration.crlGracePeriod))
-        let directory = configuration.stateDirectory + "/crl-cache"
-        let entries: [CRLCache.Entry]
-        if let last = revocation.withLock({ $0 }), last.directory == directory, now.timeIntervalSince(last.at) < 30 {
-            entries = last.entries
-        } else {
-            entries = FileManager.default.fileExists(atPath: directory) ? CRLCache.entries(directory: directory) : []
-            revocation.withLock { $0 = (now, directory, entries) }
-        }
         for entry in entries {
-            let labels = [("ca", entry.issuer ?? "unknown"), ("url", entry.url)]
+            guard let issuer = entry.issuer else { continue }
+            let labels = [("ca", issuer), ("url", entry.url)]
             if let next = entry.nextUpdate {
                 registry.makeGauge(
                     descriptor: Self.name("crl_next_update", "timestamp_seconds", "The nextUpdate of the CRL kept for a CA."),

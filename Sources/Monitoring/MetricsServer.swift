@@ -73,16 +73,7 @@ public final class MetricsServer: Sendable {
     public var port: Int? { channel.localAddress?.port }
 
     static func bindProblem(_ spec: SocketSpec, _ error: any Error) -> String {
-        if let error = error as? IOError, error.errnoCode == EADDRINUSE {
-            return "MetricsListen \(spec): the address is already in use by another process; stop it or choose another port"
-        }
-        if let error = error as? IOError, error.errnoCode == EADDRNOTAVAIL {
-            return "MetricsListen \(spec): no interface of this host has that address; write one of its addresses, e.g. inet:9894@127.0.0.1"
-        }
-        if let error = error as? IOError, error.errnoCode == EACCES {
-            return "MetricsListen \(spec): permission denied; choose a port above 1023"
-        }
-        return "MetricsListen \(spec): cannot listen: \(error); check the address or choose another port"
+        ListenCheck.bindProblem(spec, errno: (error as? IOError)?.errnoCode ?? 0, "\(error)")
     }
 
     public func stop() {

@@ -152,17 +152,26 @@ final class FetchCache: @unchecked Sendable {
                 directory: nil, backoffBase: backoffBase, backoffCap: 900, memoryBudget: 256 << 20,
                 failureLimit: 4096, pool: .shared, logger: logger)
         }
-        return shared.withLock { all in
-            if let existing = all[directory] {
-                existing.loadFromDisk()
-                return existing
-            }
-            let made = FetchCache(
-                directory: directory, backoffBase: backoffBase, backoffCap: 900, memoryBudget: 256 << 20,
-                failureLimit: 4096, pool: .shared, logger: logger)
+        // The directory is scanned and its CRLs parsed outside the lock: another directory's
+        // cache is not held up by this one's disk.
+        if let existing = shared.withLock({ $0[directory] }) {
+            existing.loadFromDisk()
+            return existing
+        }
+        let made = FetchCache(
+            directory: directory, backoffBase: backoffBase, backoffCap: 900, memoryBudget: 256 << 20,
+            failureLimit: 4096, pool: .shared, logger: logger, refreshing: false)
+        let kept = shared.withLock { all in
+            if let existing = all[directory] { return existing }  // made meanwhile by another thread
             all[directory] = made
             return made
         }
+        if kept === made {
+            made.startUpkeep()
+        } else {
+            kept.loadFromDisk()
+        }
+        return kept
     }
 
     init(

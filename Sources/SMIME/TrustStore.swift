@@ -51,9 +51,9 @@ public final class TrustStore: @unchecked Sendable {
     ///   - maximumDownload: the largest answer read from a CA's server, in bytes.
     ///   - retryAfter: the first back-off after a failed download (it doubles, up to 15 minutes).
     public init(
-        anchors anchorPaths: [String], intermediates intermediatePaths: [String] = [], crlDirectory: String? = nil,
+        anchors anchorPaths: [String], intermediates intermediatePaths: [String], crlDirectory: String?,
         revocation: RevocationCheck, fetchTimeout: Int, fetchHosts: [String],
-        cacheDirectory: String? = nil,
+        cacheDirectory: String?,
         gracePeriod: TimeInterval, maximumDownload: Int = 64 << 20, retryAfter: TimeInterval = 30,
         logger: Logger = Logger(label: "smime-milter.trust")
     ) throws {

@@ -65,7 +65,7 @@ public final class PINGuard: Sendable {
                     + "certificate authority can unlock it with the SO PIN; mail for this key is deferred until then")
         case .finalTry:
             throw TokenError(
-                .locked, operation: "logging in to token \(token.label)",
+                .finalTry, operation: "logging in to token \(token.label)",
                 detail: "one wrong PIN more locks the token (CKF_USER_PIN_FINAL_TRY), so smime-milter does not "
                     + "log in by itself. Check the PIN file against the PIN the certificate authority issued, then log "
                     + "in once by hand (pkcs11-tool --login --test --token-label '\(token.label)'); a good login resets "

@@ -16,8 +16,10 @@ public struct TokenError: Error, CustomStringConvertible, Sendable {
         case pin
         /// The token refused this same PIN before: it is not presented again until its source changes.
         case pinRefused
-        /// The token's user PIN is locked or at its final try: no automatic login.
+        /// The token's user PIN is locked: no automatic login.
         case locked
+        /// The token's user PIN is at its final try (one wrong PIN more locks it): no automatic login.
+        case finalTry
         /// The token was there but now is not, even after one recovery attempt.
         case unavailable
         /// No free session, or no signature, within the deadline.

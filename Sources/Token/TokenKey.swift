@@ -83,10 +83,10 @@ public final class TokenKey: @unchecked Sendable {
     ///     token is missing (see `PKCS11Module.reinitialize`).
     ///   - lookingAgain: the token was missing at an earlier attempt: if it is still not found,
     ///     restart the module once (within `moduleRestartInterval`) and look again, as recovery does.
-    ///   - pinGuard: keeps refused PINs from being presented again (give the one of the state
-    ///     directory; the default remembers refusals in this process only).
+    ///   - pinGuard: keeps refused PINs from being presented again (the daemon and the tools give
+    ///     the one of the state directory).
     public init(
-        uri: PKCS11URI, modulePath: String? = nil, poolSize: Int = 2, waitTimeout: TimeInterval = 10,
+        uri: PKCS11URI, modulePath: String?, poolSize: Int, waitTimeout: TimeInterval,
         moduleRestartInterval: TimeInterval = 5, lookingAgain: Bool = false, pinGuard: PINGuard,
         logger: Logger = Logger(label: "smime-milter.token")
     ) throws {

@@ -79,14 +79,15 @@ public final class TokenWorkers: @unchecked Sendable {
         }
     }
 
-    /// Runs `work` on a token thread and returns its result, or throws `timeout` at `deadline`,
-    /// or `stuck` at once while the token is stuck.
     /// Token calls running now, each on a session of its own (for the metrics).
     public var callsInFlight: Int {
         condition.lock()
         defer { condition.unlock() }
         return busySince.count
     }
+
+    /// Runs `work` on a token thread and returns its result, or throws `timeout` at `deadline`,
+    /// or `stuck` at once while the token is stuck.
 
     public func run<R>(until deadline: Date, _ work: @escaping () throws -> R) throws -> R {
         let job = Job(work: { Result { try work() as Any } }, deadline: deadline)

@@ -13,6 +13,18 @@ import Logging
 import MIME
 import SMIME
 
+/// The gateway's state directory: nothing is written there with revocation off (its empty
+/// crl-cache directory is made). One of this process's own, so that two runs at once do not
+/// share it; removed when the process exits.
+let stateDirectory: String = {
+    var template = Array((FileManager.default.temporaryDirectory.path + "/smime-milter-verify-fuzz.XXXXXX").utf8CString)
+    guard let made = mkdtemp(&template) else {
+        fatalError("cannot make a directory in \(FileManager.default.temporaryDirectory.path): errno \(errno)")
+    }
+    atexit { try? FileManager.default.removeItem(atPath: stateDirectory) }
+    return String(cString: made)
+}()
+
 /// The gateway, made once as the daemon makes it at start-up: verify only, revocation off.
 let gateway: Gateway = {
     guard let trust = ProcessInfo.processInfo.environment["SMIME_FUZZ_TRUST"] else {
@@ -23,8 +35,7 @@ let gateway: Gateway = {
     configuration.authservID = "mx.dienbien.gov.vn"
     configuration.trustAnchors = [trust]
     configuration.revocationCheck = .none
-    // Nothing is written there with revocation off (its empty crl-cache directory is made).
-    configuration.stateDirectory = FileManager.default.temporaryDirectory.path + "/smime-milter-verify-fuzz"
+    configuration.stateDirectory = stateDirectory
     configuration.subjectTag = "[Chữ ký sai]"
     configuration.headerLanguage = .vi
     configuration.localDomains = ["dienbien.gov.vn"]

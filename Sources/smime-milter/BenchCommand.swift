@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Gateway
 import Synchronization
 import Token
 
@@ -38,7 +39,7 @@ struct TokenBench: ParsableCommand {
     func run() throws {
         let uri = try PKCS11URI(parsing: key)
         let tokenKey = try TokenKey(
-            uri: uri, modulePath: module, poolSize: poolSize,
+            uri: uri, modulePath: module, poolSize: poolSize, waitTimeout: Double(Configuration().signingTimeout),
             pinGuard: CommandPINGuard.make(config: config, stateDirectory: stateDirectory))
         let chosen = try scheme.map { name in
             guard let value = SignatureScheme(rawValue: name) else { throw ValidationError("unknown scheme \(name)") }

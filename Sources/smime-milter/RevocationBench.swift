@@ -42,8 +42,8 @@ struct RevocationBench: ParsableCommand {
         guard let check = RevocationCheck(rawValue: revocation) else { throw ValidationError("unknown \(revocation)") }
         let verifier = Verifier(
             trust: try TrustStore(
-                anchors: [trust], crlDirectory: crlDirectory, revocation: check, fetchTimeout: fetchTimeout,
-                fetchHosts: fetchHost,
+                anchors: [trust], intermediates: [], crlDirectory: crlDirectory, revocation: check, fetchTimeout: fetchTimeout,
+                fetchHosts: fetchHost, cacheDirectory: nil,
                 gracePeriod: TimeInterval(Configuration().crlGracePeriod)),
             signingTimeSkew: TimeInterval(Configuration().signingTimeSkew),
             allowSHA1Signatures: Configuration().allowSHA1Signatures)

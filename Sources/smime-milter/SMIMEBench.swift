@@ -36,15 +36,17 @@ struct SMIMEBench: ParsableCommand {
     var opensslRounds: Int = 20
 
     func run() throws {
-        let tokenKey = try TokenKey(
-            uri: PKCS11URI(parsing: key), modulePath: module,
-            pinGuard: CommandPINGuard.make(config: config, stateDirectory: stateDirectory))
-        let signer = try TokenSigner(key: tokenKey, chainFile: chain)
         // The key table's defaults, as a configuration that sets none of these would have.
         let defaults = Configuration()
+        let tokenKey = try TokenKey(
+            uri: PKCS11URI(parsing: key), modulePath: module, poolSize: defaults.sessionPoolSize,
+            waitTimeout: Double(defaults.signingTimeout),
+            pinGuard: CommandPINGuard.make(config: config, stateDirectory: stateDirectory))
+        let signer = try TokenSigner(key: tokenKey, chainFile: chain)
         let verifier = Verifier(
             trust: try TrustStore(
-                anchors: [trust], revocation: .none, fetchTimeout: defaults.crlFetchTimeout, fetchHosts: [],
+                anchors: [trust], intermediates: [], crlDirectory: nil, revocation: .none,
+                fetchTimeout: defaults.crlFetchTimeout, fetchHosts: [], cacheDirectory: nil,
                 gracePeriod: TimeInterval(defaults.crlGracePeriod)),
             signingTimeSkew: TimeInterval(defaults.signingTimeSkew),
             allowSHA1Signatures: defaults.allowSHA1Signatures)

@@ -49,7 +49,10 @@ struct RunCommand: ParsableCommand {
         let logger = Logger(label: "smime-milter")
         do {
             let monitor = Monitor(version: smimeMilterVersion, logger: logger)
-            try MilterService(configurationPath: config, configuration: configuration, logger: logger, monitor: monitor).run()
+            try MilterService(
+                configurationPath: config, configuration: configuration, logger: logger,
+                spoolDirectory: configuration.spoolDirectory, monitor: monitor
+            ).run()
         } catch {
             logger.critical("\(error)")
             if sink == .syslog { printError("smime-milter: \(error)") }

@@ -102,7 +102,8 @@ struct SignCommand: ParsableCommand {
                 signer = try SignerLoader.signer(for: entry, configuration: guarded)
             } else if let key {
                 signer = try SignerLoader.signer(
-                    key: key, certificate: cert, chain: chain, modulePath: module, scheme: chosen,
+                    key: key, certificate: cert, chain: chain, modulePath: module, poolSize: configuration.sessionPoolSize,
+                    waitTimeout: Double(configuration.signingTimeout), scheme: chosen,
                     pinGuard: CommandPINGuard.make(config: nil, stateDirectory: stateDirectory),
                     certificateOption: "--cert FILE")
             } else {
@@ -183,7 +184,7 @@ struct VerifyCommand: ParsableCommand {
                 verifier = Verifier(
                     trust: try TrustStore(
                         anchors: trust, intermediates: intermediates, crlDirectory: crlDirectory, revocation: check,
-                        fetchTimeout: fetchTimeout, fetchHosts: fetchHost,
+                        fetchTimeout: fetchTimeout, fetchHosts: fetchHost, cacheDirectory: nil,
                         gracePeriod: TimeInterval(configuration.crlGracePeriod)),
                     signingTimeSkew: TimeInterval(configuration.signingTimeSkew),
                     allowSHA1Signatures: configuration.allowSHA1Signatures)

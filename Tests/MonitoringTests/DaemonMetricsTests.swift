@@ -78,6 +78,41 @@ final class DaemonMetricsTests: XCTestCase {
     }
 }
 
+final class TokenStateAcrossReloadTests: XCTestCase {
+    func state(_ text: String) -> String? {
+        text.split(separator: "\n").first { $0.hasPrefix("smime_milter_token_state{") && $0.hasSuffix(" 1.0") }
+            .map { String($0) }
+    }
+
+    /// A token refused at its final try shows `final try` (by the error's code), and a reload
+    /// that keeps the line's key keeps the state until mail reaches the token again; a reload
+    /// that gives the line another key drops it.
+    func testAFinalTryStateOutlivesAReloadThatKeepsTheKey() throws {
+        let table = try SigningTable.parse("*@so.example pkcs11:token=So-Token;object=seal?pin-source=file:/p", file: "signing-table")
+        let first = Gateway(
+            configuration: Configuration(), signingTable: table, authorizedSigners: nil, verifier: nil, statistics: Statistics())
+        first.tokenTracker.failed(
+            table.entries[0], TokenError(.finalTry, operation: "logging in to token So-Token", detail: "final try"))
+        let metrics = DaemonMetrics(version: "1")
+        func scrape(_ gateway: Gateway) -> String {
+            String(decoding: metrics.exposition(.init(gateway: gateway, recordsWaiting: nil, recordsDropped: nil)), as: UTF8.self)
+        }
+        XCTAssertEqual(state(scrape(first)), #"smime_milter_token_state{unit="so.example",token="So-Token",state="final try"} 1.0"#)
+
+        let reloaded = Gateway(
+            configuration: Configuration(), signingTable: try SigningTable.parse(
+                "*@so.example pkcs11:token=So-Token;object=seal?pin-source=file:/p", file: "signing-table"),
+            authorizedSigners: nil, verifier: nil, statistics: first.statistics, tokenTracker: first.tokenTracker)
+        XCTAssertEqual(state(scrape(reloaded)), #"smime_milter_token_state{unit="so.example",token="So-Token",state="final try"} 1.0"#)
+
+        let rekeyed = Gateway(
+            configuration: Configuration(), signingTable: try SigningTable.parse(
+                "*@so.example pkcs11:token=So-Token-2;object=seal?pin-source=file:/p", file: "signing-table"),
+            authorizedSigners: nil, verifier: nil, statistics: first.statistics, tokenTracker: first.tokenTracker)
+        XCTAssertNil(state(scrape(rekeyed)))
+    }
+}
+
 final class ProvinceSizedScrapeTests: XCTestCase {
     /// The province's size: 13 units and 20 tokens, each with a certificate and its chain. Every
     /// token and every signer certificate has its series. (What a scrape costs is measured by

@@ -29,7 +29,7 @@ enum Fixtures {
     }
 
     static func tokenSigner(_ token: String, _ object: String, scheme: SignatureScheme? = nil) throws -> TokenSigner {
-        let key = try TokenKey(uri: PKCS11URI(parsing: pki.keyURI(token: token, object: object)), modulePath: pki.softHSMModule, pinGuard: .at(nil))
+        let key = try TokenKey(uri: PKCS11URI(parsing: pki.keyURI(token: token, object: object)), modulePath: pki.softHSMModule, poolSize: 2, waitTimeout: 10, pinGuard: .at(nil))
         return try TokenSigner(key: key, chainFile: pki.path("ca/chain.pem"), scheme: scheme)
     }
 
@@ -54,8 +54,8 @@ enum Fixtures {
     static func verifier(revocation: RevocationCheck = .crl, fetchTimeout: Int = 2) throws -> Verifier {
         Verifier(
             trust: try TrustStore(
-                anchors: [pki.path("ca/root.pem")], crlDirectory: pki.path("crl"), revocation: revocation,
-                fetchTimeout: fetchTimeout, fetchHosts: pki.fetchHosts,
+                anchors: [pki.path("ca/root.pem")], intermediates: [], crlDirectory: pki.path("crl"), revocation: revocation,
+                fetchTimeout: fetchTimeout, fetchHosts: pki.fetchHosts, cacheDirectory: nil,
                 gracePeriod: 86400),
             signingTimeSkew: 3600, allowSHA1Signatures: false)
     }

@@ -38,7 +38,7 @@ import Token
                 anchors: anchors ?? [Fixtures.pki.path("ca/root.pem")],
                 intermediates: intermediates.isEmpty ? [Fixtures.pki.path("ca/chain.pem")] : intermediates,
                 crlDirectory: anchors == nil ? Fixtures.pki.path("crl") : nil, revocation: anchors == nil ? .crl : .none,
-                fetchTimeout: 2, fetchHosts: [], gracePeriod: 86400),
+                fetchTimeout: 2, fetchHosts: [], cacheDirectory: nil, gracePeriod: 86400),
             signingTimeSkew: 3600, allowSHA1Signatures: allowSHA1)
     }
 

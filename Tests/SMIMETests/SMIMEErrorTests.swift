@@ -27,8 +27,8 @@ import Testing
         #expect(code { _ = try PEMKeySigner(keyFile: pki.path("certs/vanphong.key"), certificateFile: pki.path("certs/revoked.pem")) } == .key)
         #expect(code { _ = try X509Handle(der: [0x30, 0x03, 0x02, 0x01, 0x01]) } == .certificate)
         let empty = try pki.temporaryDirectory("no-anchors")
-        #expect(code { _ = try TrustStore(anchors: [empty], revocation: .none, fetchTimeout: 5, fetchHosts: [], gracePeriod: 0) } == .trust)
-        #expect(code { _ = try TrustStore(anchors: ["/nonexistent/trust"], revocation: .none, fetchTimeout: 5, fetchHosts: [], gracePeriod: 0) } == .file)
+        #expect(code { _ = try TrustStore(anchors: [empty], intermediates: [], crlDirectory: nil, revocation: .none, fetchTimeout: 5, fetchHosts: [], cacheDirectory: nil, gracePeriod: 0) } == .trust)
+        #expect(code { _ = try TrustStore(anchors: ["/nonexistent/trust"], intermediates: [], crlDirectory: nil, revocation: .none, fetchTimeout: 5, fetchHosts: [], cacheDirectory: nil, gracePeriod: 0) } == .file)
         #expect(code { _ = try FetchPolicy(fetchHosts: ["ca.example:http"]) } == .fetchRefused)
     }
 

@@ -182,7 +182,8 @@ import Token
 
     @Test func theShippedGovernmentRootLoadsAsATrustAnchor() throws {
         let trust = try TrustStore(
-            anchors: [TestPKI.repositoryRoot + "/conf/trust"], revocation: .none, fetchTimeout: 5, fetchHosts: [], gracePeriod: 86400)
+            anchors: [TestPKI.repositoryRoot + "/conf/trust"], intermediates: [], crlDirectory: nil, revocation: .none, fetchTimeout: 5,
+            fetchHosts: [], cacheDirectory: nil, gracePeriod: 86400)
         #expect(trust.anchors.count == 1)
         #expect(trust.anchors[0].commonName == "Co quan chung thuc so chuyen dung Chinh phu (RootCA)")
     }

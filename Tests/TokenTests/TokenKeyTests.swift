@@ -34,7 +34,7 @@ import Testing
     @Test func findsTheKeyByID() throws {
         let uri = try PKCS11URI(
             parsing: "pkcs11:token=STTTT-DienBien;id=%02?pin-source=file:\(pki.pinFile(token: "STTTT-DienBien"))")
-        let key = try TokenKey(uri: uri, modulePath: pki.softHSMModule, pinGuard: .at(nil))
+        let key = try TokenKey(uri: uri, modulePath: pki.softHSMModule, poolSize: 2, waitTimeout: 10, pinGuard: .at(nil))
         #expect(key.label == "vanthu")
         #expect(key.certificate != nil)
     }
@@ -46,7 +46,7 @@ import Testing
         chmod(pinFile, 0o600)
         let uri = try PKCS11URI(parsing: "pkcs11:token=PIN-Test;object=pin-test?pin-source=file:\(pinFile)")
         #expect {
-            try TokenKey(uri: uri, modulePath: pki.softHSMModule, pinGuard: .at(nil))
+            try TokenKey(uri: uri, modulePath: pki.softHSMModule, poolSize: 2, waitTimeout: 10, pinGuard: .at(nil))
         } throws: { error in
             let error = error as? TokenError
             return error?.code == .pin && error?.returnValueName == "CKR_PIN_INCORRECT"
@@ -57,7 +57,7 @@ import Testing
     @Test func aMissingPINSourceSaysWhatToAdd() throws {
         let uri = try PKCS11URI(parsing: "pkcs11:token=PIN-Test;object=pin-test")
         #expect {
-            try TokenKey(uri: uri, modulePath: pki.softHSMModule, pinGuard: .at(nil))
+            try TokenKey(uri: uri, modulePath: pki.softHSMModule, poolSize: 2, waitTimeout: 10, pinGuard: .at(nil))
         } throws: { error in
             (error as? TokenError)?.code == .pin && "\(error)".contains("pin-source=file:")
         }
@@ -70,7 +70,7 @@ import Testing
         chmod(pinFile, 0o644)
         let uri = try PKCS11URI(parsing: "pkcs11:token=PIN-Test;object=pin-test?pin-source=file:\(pinFile)")
         #expect {
-            try TokenKey(uri: uri, modulePath: pki.softHSMModule, pinGuard: .at(nil))
+            try TokenKey(uri: uri, modulePath: pki.softHSMModule, poolSize: 2, waitTimeout: 10, pinGuard: .at(nil))
         } throws: { "\($0)".contains("chmod 0600") }
     }
 
@@ -202,12 +202,12 @@ import Testing
     @Test func aModuleRestartForAnotherKeyNeverSignsWithTheWrongKey() throws {
         let moduleCopy = try privateModuleCopy("restart")
         let unit = try TokenKey(
-            uri: PKCS11URI(parsing: pki.keyURI(token: "Restart-Test", object: "first")), modulePath: moduleCopy, pinGuard: .at(nil))
+            uri: PKCS11URI(parsing: pki.keyURI(token: "Restart-Test", object: "first")), modulePath: moduleCopy, poolSize: 2, waitTimeout: 10, pinGuard: .at(nil))
         let before = try unit.sign(data)
         #expect(try PKCS11Module.load(path: moduleCopy).reinitialize(notWithin: 0))
         // Another key takes the first handles of the new incarnation.
         let other = try TokenKey(
-            uri: PKCS11URI(parsing: pki.keyURI(token: "Restart-Test", object: "second")), modulePath: moduleCopy, pinGuard: .at(nil))
+            uri: PKCS11URI(parsing: pki.keyURI(token: "Restart-Test", object: "second")), modulePath: moduleCopy, poolSize: 2, waitTimeout: 10, pinGuard: .at(nil))
         _ = try other.sign(data)
         #expect(try unit.sign(data) == before)
         #expect(try other.sign(data) != before)
