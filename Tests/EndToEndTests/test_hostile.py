@@ -232,7 +232,10 @@ def test_with_the_loopback_hosts_listed_threads_and_memory_stay_bounded(tmp_path
         assert server.connections > 0, "the listed host was fetched from"
         assert server.connections <= 20, f"{server.connections} downloads: a fixed pool, not one per URL"
         assert most[0] <= 40, f"{most[0]} threads"
-        assert grown < 16 * 1024, f"resident memory grew {grown} kB over 150 messages"
+        # AddressSanitizer holds freed memory in its quarantine, so resident size says nothing
+        # there; its leak check covers the sanitized run instead.
+        if not os.environ.get("SMIME_MILTER_SANITIZED"):
+            assert grown < 16 * 1024, f"resident memory grew {grown} kB over 150 messages"
         print(f"threads at most {most[0]}, resident memory grew {grown} kB, {server.connections} connections")
     finally:
         stop.set()
