@@ -402,11 +402,16 @@ public struct Configuration: Sendable {
     }
 
     /// A bare address, `local@domain`: what sendmail takes as a recipient or envelope sender.
+    /// Whether `text` is a bare address (`local@domain`, nothing around it) that sendmail can take
+    /// on its command line: not starting with `-`, which it would read as an option.
+    public static func isMailAddress(_ text: String) -> Bool {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !text.hasPrefix("-")
+            && !text.contains(where: { $0.isWhitespace || $0.isNewline || "<>,;\"()".contains($0) })
+    }
+
     static func mailAddress(_ value: String, key: String) throws -> String {
-        let parts = value.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
-            !value.contains(where: { $0.isWhitespace || "<>,;\"()".contains($0) })
-        else { throw Problem("\(key) '\(value)' is not a mail address", "write local@domain, e.g. vanthu@stttt.dienbien.gov.vn") }
+        guard isMailAddress(value) else { throw Problem("\(key) '\(value)' is not a mail address", "write local@domain, e.g. vanthu@stttt.dienbien.gov.vn") }
         return value
     }
 

@@ -116,10 +116,4 @@ public struct ReportMail: Sendable {
         return formatter.string(from: time)
     }
 
-    /// Whether `text` is a bare address sendmail can take (`local@domain`, nothing around it).
-    public static func isAddress(_ text: String) -> Bool {
-        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !text.hasPrefix("-")
-            && !text.contains(where: { $0.isWhitespace || $0.isNewline || "<>,;\"()".contains($0) })
-    }
 }

@@ -172,7 +172,7 @@ struct ReportCommand: ParsableCommand {
             throw usage(
                 "no sender: give --mail-from ADDRESS or set ReportMailFrom in \(config) (an address the SigningTable signs for)")
         }
-        for address in recipients + [sender] where !ReportMail.isAddress(address) {
+        for address in recipients + [sender] where !Configuration.isMailAddress(address) {
             throw usage("'\(address)' is not a mail address; write local@domain, e.g. vanphong.ubnd@dienbien.gov.vn")
         }
         return ReportMail(

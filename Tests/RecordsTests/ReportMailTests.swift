@@ -1,4 +1,5 @@
 import Foundation
+import Gateway
 import MIME
 import Records
 import Testing
@@ -63,9 +64,9 @@ import Testing
         let message = try Message(bytes: mail(try november(), language: .en).message)
         let summary = String(decoding: message.decodedBody(of: message.root.parts[0].parts[0]), as: UTF8.self)
         #expect(summary.contains("Indicator: 2 of 3 units sign at least 50% of the mail they send (67%); target 50%: met"))
-        #expect(ReportMail.isAddress("vanphong.ubnd@dienbien.gov.vn"))
+        #expect(Configuration.isMailAddress("vanphong.ubnd@dienbien.gov.vn"))
         for bad in ["Văn phòng <vanphong.ubnd@dienbien.gov.vn>", "vanphong", "-oQ/tmp@x.vn", "a@b", "a b@c.vn"] {
-            #expect(!ReportMail.isAddress(bad), "\(bad)")
+            #expect(!Configuration.isMailAddress(bad), "\(bad)")
         }
     }
 }
