@@ -49,7 +49,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "Records",
-            dependencies: ["CSQLite", "CPostgres", "CShims", "Gateway", "MIME", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSQLite", "CPostgres", "CShims", "Gateway", "MIME", "SMIME", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         // The metrics endpoint (MetricsListen): Prometheus exposition served over SwiftNIO's HTTP/1.1,
         // and the systemd notify protocol.

@@ -1,4 +1,5 @@
 public import Foundation
+import SMIME
 internal import MIME
 
 /// The report as one mail message: a short text summary carrying the indicator, the HTML page as
@@ -32,7 +33,7 @@ public struct ReportMail: Sendable {
         var head = "From: \(from)\r\n"
         head += "To: " + to.joined(separator: ",\r\n ") + "\r\n"
         head += "Subject: " + EncodedWord.encode(subject).replacingOccurrences(of: " =?", with: "\r\n =?") + "\r\n"
-        head += "Date: \(Self.rfc5322Date(time, timeZone: timeZone))\r\n"
+        head += "Date: \(DateText.rfc5322(time, offset: timeZone.secondsFromGMT(for: time)))\r\n"
         head += "Message-ID: <report-\(identifier)@\(domain)>\r\n"
         head += "MIME-Version: 1.0\r\n"
         head += "Content-Type: multipart/mixed; boundary=\"\(mixed)\"\r\n"
@@ -105,15 +106,6 @@ public struct ReportMail: Sendable {
             ]
         }
         return lines.joined(separator: "\r\n") + "\r\n"
-    }
-
-    /// `Tue, 01 Dec 2026 07:00:00 +0700` (RFC 5322 section 3.3).
-    static func rfc5322Date(_ time: Date, timeZone: TimeZone) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = timeZone
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
-        return formatter.string(from: time)
     }
 
 }

@@ -21,6 +21,21 @@ public enum DateText {
         return String(format: "%02d/%02d/%04d", day, month, year)
     }
 
+    /// `Tue, 01 Dec 2026 07:00:00 +0700` (RFC 5322 section 3.3), in the zone `offset` seconds east
+    /// of UTC.
+    public static func rfc5322(_ date: Date, offset: Int) -> String {
+        let (year, month, day, hour, minute, second) = civil(date, offset: offset)
+        let days = Int(((date.timeIntervalSince1970.rounded(.down) + Double(offset)) / 86400).rounded(.down))
+        let weekday = ((days % 7) + 7 + 4) % 7  // 1970-01-01 was a Thursday
+        let zone = abs(offset) / 60
+        func two(_ number: Int) -> String { number < 10 ? "0\(number)" : "\(number)" }
+        return "\(weekdayNames[weekday]), \(two(day)) \(monthNames[month - 1]) \(year) "
+            + "\(two(hour)):\(two(minute)):\(two(second)) \(offset < 0 ? "-" : "+")\(two(zone / 60))\(two(zone % 60))"
+    }
+
+    static let weekdayNames = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    static let monthNames = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
     /// Year, month, day, hour, minute, second of `date` shifted by `offset` seconds.
     static func civil(_ date: Date, offset: Int) -> (Int, Int, Int, Int, Int, Int) {
         let seconds = Int(date.timeIntervalSince1970.rounded(.down)) + offset

@@ -118,10 +118,7 @@ import Testing
     }
 
     static func rfc5322(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.dateFormat = "EEE, d MMM yyyy HH:mm:ss Z"
-        return formatter.string(from: date)
+        DateText.rfc5322(date, offset: 0)
     }
 
     @Test func mailThatWaitedIsSignedWithoutSigningTime() throws {

@@ -53,4 +53,17 @@ import Testing
             #expect(DateText.day(date) == String(iso.string(from: date).prefix(10)))
         }
     }
+
+    /// Written as RFC 5322 says, and read back by our parser to the same second, east and west of
+    /// UTC and around a day's and a year's end.
+    @Test(arguments: [0, 7 * 3600, -5 * 3600 - 1800, 14 * 3600])
+    func rfc5322DatesAreWrittenAndReadBack(offset: Int) throws {
+        #expect(DateText.rfc5322(Date(timeIntervalSince1970: 1_796_083_200), offset: 7 * 3600) == "Tue, 01 Dec 2026 07:00:00 +0700")
+        #expect(DateText.rfc5322(Date(timeIntervalSince1970: 0), offset: -5 * 3600 - 1800) == "Wed, 31 Dec 1969 18:30:00 -0530")
+        for seconds in [0.0, 1_796_086_799, 1_798_761_599, 1_798_761_600, 951_782_400] {
+            let date = Date(timeIntervalSince1970: seconds)
+            let text = DateText.rfc5322(date, offset: offset)
+            #expect(DateText.parseRFC5322(text) == date, "\(text)")
+        }
+    }
 }

@@ -18,14 +18,11 @@ enum Fixtures {
     /// long after it was written (`SigningTimeSkewCheck`).
     static func corpus(_ name: String) throws -> [UInt8] {
         let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: TestPKI.repositoryRoot + "/Tests/MIMETests/Corpus/" + name)))
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.dateFormat = "EEE, d MMM yyyy HH:mm:ss Z"
         let marker = Array("\r\nDate: ".utf8)
         guard let start = bytes.firstRange(of: marker)?.upperBound,
             let end = bytes[start...].firstRange(of: Array("\r\n".utf8))?.lowerBound
         else { return bytes }
-        return Array(bytes[..<start]) + Array(formatter.string(from: Date()).utf8) + Array(bytes[end...])
+        return Array(bytes[..<start]) + Array(DateText.rfc5322(Date(), offset: 0).utf8) + Array(bytes[end...])
     }
 
     static func tokenSigner(_ token: String, _ object: String, scheme: SignatureScheme? = nil) throws -> TokenSigner {

@@ -10,10 +10,7 @@ import Testing
 /// attribute; the structure stays one that OpenSSL, gpgsm and NSS verify.
 @Suite struct SigningTimeTests {
     static func message(dateSecondsAgo: TimeInterval) -> [UInt8] {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.dateFormat = "EEE, d MMM yyyy HH:mm:ss Z"
-        let date = formatter.string(from: Date(timeIntervalSinceNow: -dateSecondsAgo))
+        let date = DateText.rfc5322(Date(timeIntervalSinceNow: -dateSecondsAgo), offset: 0)
         return Array(
             ("From: stttt@dienbien.gov.vn\r\nTo: ubnd@muonglay.dienbien.gov.vn\r\nDate: \(date)\r\nSubject: waited\r\n"
                 + "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"

@@ -131,10 +131,7 @@ import Token
     }
 
     static func rfc5322(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.dateFormat = "EEE, d MMM yyyy HH:mm:ss Z"
-        return formatter.string(from: date)
+        DateText.rfc5322(date, offset: 0)
     }
 
     /// Two signers, the first from an untrusted CA: the message passes on the second, which the
