@@ -31,8 +31,8 @@ public struct ReportMail: Sendable {
         let file = "bao-cao-ky-so-\(report.label.replacingOccurrences(of: "..", with: "_")).csv"
 
         var head = "From: \(from)\r\n"
-        head += "To: " + to.joined(separator: ",\r\n ") + "\r\n"
-        head += "Subject: " + EncodedWord.encode(subject).replacingOccurrences(of: " =?", with: "\r\n =?") + "\r\n"
+        head += HeaderField.fold(name: "To", value: to.joined(separator: ", ")) + "\r\n"
+        head += HeaderField.fold(name: "Subject", value: EncodedWord.encode(subject)) + "\r\n"
         head += "Date: \(DateText.rfc5322(time, offset: timeZone.secondsFromGMT(for: time)))\r\n"
         head += "Message-ID: <report-\(identifier)@\(domain)>\r\n"
         head += "MIME-Version: 1.0\r\n"
