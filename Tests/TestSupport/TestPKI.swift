@@ -48,16 +48,7 @@ public final class TestPKI: Sendable {
             if taken.contains(port) { continue }
             let socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(socketDescriptor) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = port.bigEndian
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(socketDescriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            if bound == 0 { return port }
+            if bindLoopback(socketDescriptor, port: port) == 0 { return port }
         }
         throw NSError(domain: "TestPKI", code: 4, userInfo: [NSLocalizedDescriptionKey: "no free port on 127.0.0.1 in 20000-31999"])
     }
