@@ -61,19 +61,20 @@ public final class IndependentTools: @unchecked Sendable {
     private static let sharedResult = Result { try IndependentTools(pki: TestPKI.shared) }
 
     /// How the `vanphong` PKCS#12 file is protected: the legacy PKCS#12 algorithms gpgsm 2.2
-    /// reads (it cannot read OpenSSL 3's PBES2 with an HMAC-SHA-256 PRF). The certificates go
-    /// unencrypted: gpgsm 2.2.40 refuses about one file in 60 whose certificate bag is encrypted
-    /// with PBE-SHA1-3DES ("decryption failed; trying charset ..."), always the same file,
-    /// whatever its salt made it (scripts/check-test-pki.sh measures it).
+    /// reads (it cannot read OpenSSL 3's PBES2 with an HMAC-SHA-256 PRF), the certificates
+    /// unencrypted so that only the key bag needs a 3DES key.
     static let pkcs12Protection = ["-keypbe", "PBE-SHA1-3DES", "-certpbe", "NONE", "-macalg", "sha1"]
 
-    /// Makes the `vanphong` PKCS#12 file and imports it into gpgsm, returning its path. A refused
-    /// file is refused every time (the fault follows its random salt, not the load), so a refused
-    /// file is replaced by a new one rather than imported again; after five refused files the
-    /// error carries gpgsm's output for each.
+    /// Makes the `vanphong` PKCS#12 file and imports it into gpgsm, returning its path.
+    ///
+    /// gpgsm 2.2 derives a wrong 3DES key for about one salt in 128 (the fault is described in
+    /// `scripts/pkcs12-gpgsm-check.py`, which predicts it from the file alone), and then refuses
+    /// that file every time. A file with such a salt is replaced by a new one before gpgsm sees
+    /// it; a refusal of a file the check passed is a real fault and fails at once with gpgsm's
+    /// output.
     private func importIntoGpgsm(pki: TestPKI) throws -> String {
-        var refusals: [String] = []
-        for attempt in 1...5 {
+        let check = TestPKI.repositoryRoot + "/scripts/pkcs12-gpgsm-check.py"
+        for attempt in 1...20 {
             let p12 = directory + "/vanphong-\(attempt).p12"
             try Self.check(
                 TestPKI.run(
@@ -82,13 +83,15 @@ public final class IndependentTools: @unchecked Sendable {
                         pki.path("certs/vanphong.pem"), "-certfile", pki.path("ca/intermediate.pem"), "-passout",
                         "pass:test", "-out", p12,
                     ] + Self.pkcs12Protection))
-            let imported = try gpgsm(["--pinentry-mode", "loopback", "--passphrase-fd", "0", "--import", p12], input: "test")
-            if imported.status == 0 { return p12 }
-            refusals.append("gpgsm --import \(p12) (exit \(imported.status)):\n\(imported.output)")
+            let checked = try TestPKI.run(["python3", check, p12, "test"])
+            if checked.status == 1 { continue }
+            try Self.check(checked)
+            try Self.check(gpgsm(["--pinentry-mode", "loopback", "--passphrase-fd", "0", "--import", p12], input: "test"))
+            return p12
         }
         throw NSError(
             domain: "IndependentTools", code: 1,
-            userInfo: [NSLocalizedDescriptionKey: "gpgsm refused five new PKCS#12 files:\n" + refusals.joined(separator: "\n")])
+            userInfo: [NSLocalizedDescriptionKey: "twenty new PKCS#12 files in a row had a salt gpgsm 2.2 cannot use"])
     }
 
     /// The agent of this home is stopped by its home directory when the test process exits
