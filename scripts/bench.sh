@@ -49,9 +49,10 @@ echo
 echo "== revocation: verification with a 5 MB CRL cached versus none; latency with the CA up, slow and down"
 python3 scripts/bench-revocation.py "$bin" "$demo"
 echo
-echo "== records: the daemon's CPU per message with records on and off; the report over a million records"
-python3 scripts/bench-records.py "$bin" "$demo"
+echo "== records and metrics: the daemon's CPU per message with each off and on; the report over a million records; one scrape"
+python3 scripts/bench-daemon-cpu.py "$bin" "$demo"
 "$bin" bench report --units conf/units.sample --records 1000000
+"$bin" bench metrics --cert "$demo/certs/STTTT-DienBien-unit-seal.pem" --chain "$demo/ca/chain.pem"
 echo
 echo "== OpenSSL's own RSA-2048 signing rate on this machine (software key, for comparison)"
 openssl speed -seconds "$seconds" rsa2048 2>/dev/null | grep -E "^rsa 2048|^ *sign" || true

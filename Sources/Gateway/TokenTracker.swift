@@ -1,6 +1,6 @@
 import Foundation
 import SMIME
-import Token
+public import Token
 import Synchronization
 
 /// What the gateway learnt of each signing-table line's token from the messages it signed: the
@@ -72,8 +72,9 @@ public final class TokenTracker: Sendable {
         }
     }
 
-    /// A token error while signing for `entry`.
-    func failed(_ entry: SigningTable.Entry, _ failure: TokenError) {
+    /// A token error while signing for `entry` (public for `bench metrics`, which sets every
+    /// token's state without a token).
+    public func failed(_ entry: SigningTable.Entry, _ failure: TokenError) {
         let state: State
         switch failure.code {
         case .locked: state = .locked

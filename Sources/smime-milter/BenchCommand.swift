@@ -6,7 +6,7 @@ import Token
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure throughput.", subcommands: [TokenBench.self, MIMEBench.self, SMIMEBench.self, RevocationBench.self, ReportBench.self])
+        commandName: "bench", abstract: "Measure throughput.", subcommands: [TokenBench.self, MIMEBench.self, SMIMEBench.self, RevocationBench.self, ReportBench.self, MetricsBench.self])
 }
 
 /// Signatures per second through the session pool with 1, 2 and 4 threads, beside the raw
