@@ -8,7 +8,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -19,17 +18,10 @@ import pytest
 from miltertest import constants as c
 
 from conftest import BINARY, Daemon, Session
+from postfix_instance import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD = "records-secret"
-
-pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="PostgreSQL 15 is not installed")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Postgres:
@@ -37,6 +29,7 @@ class Postgres:
     (initdb refuses root); stopped by its PID."""
 
     def __init__(self, directory):
+        assert (PG_BIN / "initdb").exists(), f"{PG_BIN}/initdb is missing: scripts/install-deps.sh test installs postgresql"
         self.directory = Path(directory)
         self.data = self.directory / "data"
         self.port = free_port()
