@@ -2,12 +2,9 @@ import ArgumentParser
 import Foundation
 import Gateway
 import Monitoring
-import Token
 
-/// Times one `/metrics` exposition for a province-sized daemon (units, signing-table lines on
-/// tokens of their own, each with its certificate and chain, every token in a non-ok state so
-/// that every series is written), beside the same daemon with no signing table: the cost of the
-/// per-unit and per-token series.
+/// Times one `/metrics` exposition for a province-sized daemon (`ScrapeSample`), beside a daemon
+/// with no signing table and no units: the cost of the per-unit and per-token series.
 struct MetricsBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "metrics", abstract: "Time one /metrics scrape with many units and tokens.")
@@ -29,24 +26,7 @@ struct MetricsBench: ParsableCommand {
 
     func run() throws {
         guard units > 0, tokens > 0, rounds > 0 else { throw ValidationError("--units, --tokens and --rounds must be positive") }
-        let unitsText = (0..<units).map { "*@unit\($0).dienbien.gov.vn  Đơn vị \($0)" }.joined(separator: "\n")
-        let tableText = (0..<tokens).map {
-            "*@line\($0).unit\($0 % units).dienbien.gov.vn pkcs11:token=Token-\($0);object=seal?pin-source=file:/nonexistent "
-                + "cert=\(cert) chain=\(chain)"
-        }.joined(separator: "\n")
-        let table = try SigningTable.parse(tableText, file: "signing-table")
-        let statistics = Statistics()
-        for unit in 0..<units {
-            for counter in ["signed", "skipped.no-signer", "failed.token", "verified.pass", "verified.fail"] {
-                statistics.count(counter, units: ["Đơn vị \(unit)"])
-            }
-        }
-        let province = Gateway(
-            configuration: Configuration(), signingTable: table, authorizedSigners: nil, verifier: nil,
-            units: try Units.parse(unitsText, file: "units"), statistics: statistics)
-        for entry in table.entries {
-            province.tokenTracker.failed(entry, TokenError(.locked, operation: "C_Login", detail: "locked"))
-        }
+        let province = try ScrapeSample.gateway(units: units, tokens: tokens, certificate: cert, chain: chain)
         let empty = Gateway(configuration: Configuration(), signingTable: nil, authorizedSigners: nil, verifier: nil)
 
         func measure(_ gateway: Gateway) -> (first: Double, median: Double, bytes: Int, series: Int) {

@@ -119,29 +119,14 @@ final class ProvinceSizedScrapeTests: XCTestCase {
     /// `make bench`, not here: a time bound in a test measures the machine.)
     func testAScrapeWithThirteenUnitsAndTwentyTokensListsEveryTokenAndCertificate() throws {
         let pki = try TestPKI.shared
-        let cert = pki.path("certs/vanphong.pem")
-        let chain = pki.path("ca/chain.pem")
-        let unitsText = (0..<13).map { "*@unit\($0).dienbien.gov.vn  Đơn vị \($0)" }.joined(separator: "\n")
-        let tableText = (0..<20).map {
-            "*@unit\($0 % 13).dienbien.gov.vn\($0 >= 13 ? "x" : "") pkcs11:token=Token-\($0);object=seal?pin-source=file:/p cert=\(cert) chain=\(chain)"
-        }.joined(separator: "\n")
-        let table = try SigningTable.parse(tableText, file: "signing-table")
-        let statistics = Statistics()
-        for unit in 0..<13 {
-            for counter in ["signed", "skipped.no-signer", "failed.token", "verified.pass", "verified.fail"] {
-                statistics.count(counter, units: ["Đơn vị \(unit)"])
-            }
-        }
-        let gateway = Gateway(
-            configuration: Configuration(), signingTable: table, authorizedSigners: nil, verifier: nil,
-            units: try Units.parse(unitsText, file: "units"), statistics: statistics)
-        for entry in table.entries {
-            gateway.tokenTracker.failed(entry, TokenError(.locked, operation: "C_Login", detail: "locked"))
-        }
+        let gateway = try ScrapeSample.gateway(
+            units: 13, tokens: 20, certificate: pki.path("certs/vanphong.pem"), chain: pki.path("ca/chain.pem"))
         let metrics = DaemonMetrics(version: "1")
         let state = DaemonMetrics.ScrapeState(gateway: gateway, recordsWaiting: 0, recordsDropped: 0)
         let first = String(decoding: metrics.exposition(state), as: UTF8.self)
-        XCTAssertEqual(first.split(separator: "\n").filter { $0.hasPrefix("smime_milter_token_state{") && $0.hasSuffix(" 1.0") }.count, 20)
+        let states = first.split(separator: "\n").filter { $0.hasPrefix("smime_milter_token_state{") && $0.hasSuffix(" 1.0") }
+        XCTAssertEqual(states.count, 20)
+        XCTAssertEqual(states.filter { $0.contains(#"unit="Đơn vị "#) && $0.contains(#"state="locked""#) }.count, 20, states.joined(separator: "\n"))
         XCTAssertEqual(
             first.split(separator: "\n").filter { $0.hasPrefix("smime_milter_certificate_expiry_timestamp_seconds{") && $0.contains("role=\"signer\"") }.count, 20)
         // A second scrape reuses the series of the first and says the same.
