@@ -36,13 +36,15 @@ def cpu_seconds(stat):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def writer_seconds(pid):
-    """The CPU of the daemon's records threads alone ("records", and "records-fwd" that forwards
-    to PostgreSQL), in nanoseconds' resolution (schedstat), since a clock tick is about what
-    they spend on 1000 messages."""
+def thread_seconds(pid, names):
+    """The CPU of the daemon's threads whose names start with one of `names`, in nanoseconds'
+    resolution (schedstat), since a clock tick is about what such a thread spends on 1000
+    messages: the records threads ("records", and "records-fwd" that forwards to PostgreSQL), or
+    the metrics threads (SwiftNIO's event loop "NIO-ELT-..." serving /metrics, and "health" that
+    probes the milter socket)."""
     found = [int((task / "schedstat").read_text().split()[0]) / 1e9 for task in Path(f"/proc/{pid}/task").iterdir()
-             if (task / "comm").read_text().strip() in ("records", "records-fwd")]
-    assert found, "no records thread"
+             if (task / "comm").read_text().strip().startswith(names)]
+    assert found, f"no thread named {names}"
     return sum(found)
 
 
@@ -107,24 +109,27 @@ def run(base, mode):
         used = cpu_seconds(f"/proc/{daemon.process.pid}/stat") - before
         scrapes = scraper.stop() if scraper else []
         time.sleep(1.5)  # the writer's last batch of the round
-        writer = writer_seconds(daemon.process.pid) if records else 0.0
+        writer = thread_seconds(daemon.process.pid, ("records",)) if records else 0.0
+        served = thread_seconds(daemon.process.pid, ("NIO-ELT-", "health")) if metrics else 0.0
     finally:
         daemon.stop()
     if records:
         assert (directory / "events.sqlite").exists()
-    return used / messages * 1e6, writer / messages * 1e6, scrapes
+    return used / messages * 1e6, writer / messages * 1e6, served / messages * 1e6, scrapes
 
 
 with tempfile.TemporaryDirectory(prefix="bench-daemon-cpu-") as temporary:
     base = Path(temporary)
     modes = ["off", "records", "metrics"] + (["postgres"] if POSTGRES else [])
-    cpu, thread, scrapes = {mode: [] for mode in modes}, {mode: [] for mode in modes}, []
+    cpu, thread, served, scrapes = {mode: [] for mode in modes}, {mode: [] for mode in modes}, [], []
     for number in range(rounds):
         # Which goes first rotates, so that none always runs on a warmer machine.
         for mode in modes[number % len(modes):] + modes[:number % len(modes)]:
-            total, writer, scraped = run(base, mode)
+            total, writer, metrics_threads, scraped = run(base, mode)
             cpu[mode].append(total)
             thread[mode].append(writer)
+            if mode == "metrics":
+                served.append(metrics_threads)
             scrapes += scraped
     off, on, metrics = (statistics.median(cpu[mode]) for mode in ("off", "records", "metrics"))
 
@@ -138,8 +143,11 @@ with tempfile.TemporaryDirectory(prefix="bench-daemon-cpu-") as temporary:
     print(f"  records on / off: {on / off:.3f}")
     print(f"  of which the records thread: {statistics.median(thread['records']):.1f} µs per message "
           f"({statistics.median(thread['records']) / off * 100:.1f} % of the CPU per message with records off)")
-    print(f"  metrics on / off: {metrics / on:.3f} (target at most 1.02); {len(scrapes)} scrapes during the rounds, "
-          f"median {statistics.median(scrapes) * 1000:.1f} ms from request to last byte")
+    print(f"  metrics on / off: {metrics / on:.3f} (target at most 1.02); of which the metrics threads "
+          f"(/metrics and the health probe): {statistics.median(served):.1f} µs per message "
+          f"({statistics.median(served) / on * 100:.1f} %)")
+    print(f"  {len(scrapes)} scrapes during the rounds, median {statistics.median(scrapes) * 1000:.1f} ms "
+          f"from request to last byte")
     if POSTGRES:
         print(line("records to PostgreSQL", "postgres"))
         print(f"  postgres / off: {statistics.median(cpu['postgres']) / off:.3f}; the records threads "
