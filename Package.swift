@@ -83,15 +83,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // What the fuzz targets share: libFuzzer's entry points, and the file reproducer.
+        .target(name: "FuzzDriver", swiftSettings: swiftSettings),
         // The MIME fuzz target (make fuzz); a file reproducer when built normally.
-        .executableTarget(name: "MIMEFuzz", dependencies: ["MIME"], swiftSettings: swiftSettings),
+        .executableTarget(name: "MIMEFuzz", dependencies: ["FuzzDriver", "MIME"], swiftSettings: swiftSettings),
         // The verifying path (message bytes to verdict and header fields) under libFuzzer.
         .executableTarget(
             name: "VerifyFuzz",
-            dependencies: ["Gateway", "MIME", "SMIME", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["FuzzDriver", "Gateway", "MIME", "SMIME", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         // The configuration and table parsers under libFuzzer.
-        .executableTarget(name: "ConfigFuzz", dependencies: ["Gateway"], swiftSettings: swiftSettings),
+        .executableTarget(name: "ConfigFuzz", dependencies: ["FuzzDriver", "Gateway"], swiftSettings: swiftSettings),
 
         // MARK: tests
         .target(

@@ -7,6 +7,7 @@
 // libFuzzer's entry point. Built normally, it is a reproducer: `ConfigFuzz FILE...` runs the same
 // code over each file and prints what each parser says.
 import Foundation
+import FuzzDriver
 import Gateway
 
 /// Where an internal hosts file is written for `HostList` to read (it reads only named files).
@@ -42,39 +43,16 @@ func exercise(_ bytes: [UInt8]) -> [(String, String?)] {
 }
 
 #if FUZZING
-// SwiftPM links an executable's entry point as ConfigFuzz_main and points `main` at it, so
-// libFuzzer's own main is not used: hand over to its driver from here instead.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
 @_cdecl("ConfigFuzz_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var count = argc
-    var arguments = argv
-    return runFuzzerDriver(&count, &arguments) { data, size in
-        guard let data else { return 0 }
-        return fuzzOneInput(data, size)
-    }
-}
-
-/// libFuzzer's own main (linked from its archive) looks for this symbol too.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
-    _ = exercise(Array(UnsafeBufferPointer(start: data, count: size)))
-    return 0
+    runLibFuzzer(argc, argv) { _ = exercise($0) }
 }
 #else
 @main
 struct Reproducer {
     static func main() throws {
-        for path in CommandLine.arguments.dropFirst() {
-            for (parser, error) in exercise(Array(try Data(contentsOf: URL(fileURLWithPath: path)))) {
-                print("\(path): \(parser): \(error ?? "ok")")
-            }
+        try reproduce { bytes in
+            exercise(bytes).map { parser, error in "\(parser): \(error ?? "ok")" }.joined(separator: "; ")
         }
     }
 }

@@ -8,6 +8,7 @@
 // SMIME_FUZZ_TRUST (the seed corpus's trust.pem, from scripts/make-verify-seeds.sh); revocation
 // is off, so nothing is fetched.
 import Foundation
+import FuzzDriver
 import Gateway
 import Logging
 import MIME
@@ -95,43 +96,21 @@ func exercise(_ bytes: [UInt8]) {
 }
 
 #if FUZZING
-// SwiftPM links an executable's entry point as VerifyFuzz_main and points `main` at it, so
-// libFuzzer's own main is not used: hand over to its driver from here instead.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
 @_cdecl("VerifyFuzz_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     _ = gateway
-    var count = argc
-    var arguments = argv
-    return runFuzzerDriver(&count, &arguments) { data, size in
-        guard let data else { return 0 }
-        return fuzzOneInput(data, size)
-    }
-}
-
-/// libFuzzer's own main (linked from its archive) looks for this symbol too.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
-    exercise(Array(UnsafeBufferPointer(start: data, count: size)))
-    return 0
+    return runLibFuzzer(argc, argv) { exercise($0) }
 }
 #else
 @main
 struct Reproducer {
     static func main() throws {
-        for path in CommandLine.arguments.dropFirst() {
-            let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        try reproduce { bytes in
             exercise(bytes)
             let message = try Message(bytes: bytes)
-            let decision = gateway.decide(
-                envelope: envelope, headers: message.root.headers, body: Array(message.bytes[message.root.bodyRange]))
-            print("\(path): \(decision.summary)")
+            return gateway.decide(
+                envelope: envelope, headers: message.root.headers, body: Array(message.bytes[message.root.bodyRange])
+            ).summary
         }
     }
 }
