@@ -32,12 +32,14 @@ public final class MilterService: Sendable {
     private let state: Mutex<State>
     /// Messages between MAIL FROM and their end: a graceful stop waits for this group.
     private let messagesInFlight = DispatchGroup()
-    /// Messages whose body went to a spool file are decided and answered at most
-    /// `largeMessageSlots` at a time, so that a burst of large messages costs the memory of a
-    /// few. A slot is waited for with a deadline: no message waits longer than one holder's own
-    /// work can take (its revocation budget or its signing timeout), then goes ahead without.
-    private let largeMessages = DispatchSemaphore(value: largeMessageSlots)
-    static let largeMessageSlots = 2
+    /// Messages whose body went to a spool file are decided and answered while their bodies
+    /// together fit in `largeMessageBudget`, so that a burst of large messages costs the memory
+    /// of what fits. Room is waited for with a deadline: no message waits longer than one
+    /// holder's own work can take (its revocation budget or its signing timeout), then goes
+    /// ahead without.
+    private let largeMessages = LargeMessageGate(budget: largeMessageBudget)
+    /// 40 MB of bodies: about 140 MB of memory at the peak while they are decided.
+    static let largeMessageBudget = 40 << 20
     /// Signalled once when the main loop has ended: the statistics thread's last round.
     private let ended = DispatchSemaphore(value: 0)
     /// One record per message (`EventDatabase`), nil when records are off. Opened once per run:
@@ -240,14 +242,15 @@ public final class MilterService: Sendable {
             deciding = .now - start
             return (decision, DecisionApplier.apply(decision, to: editor, leadingSpace: leadingSpace, logger: logger))
         }
-        // Until its new body is sent, a large message holds it in memory: both in one slot.
+        // Until its new body is sent, a large message holds it in memory: both within the gate.
         let (decision, ending): (Decision, MessageEnding)
         if connection.body.isSpooled && connection.failure == nil {
             let configuration = connection.gateway.configuration
             let longest = max(configuration.signingTimeout, configuration.crlFetchTimeout) + 1
-            let slot = largeMessages.wait(timeout: .now() + .seconds(longest)) == .success
-            if !slot { logger.notice("no large-message slot free within \(longest) s; deciding without one") }
-            defer { if slot { largeMessages.signal() } }
+            let size = connection.body.count
+            let admitted = largeMessages.admit(size, before: Date(timeIntervalSinceNow: TimeInterval(longest)))
+            if !admitted { logger.notice("other large messages still held their memory after \(longest) s; deciding this one anyway") }
+            defer { if admitted { largeMessages.release(size) } }
             (decision, ending) = decideAndApply()
         } else {
             (decision, ending) = decideAndApply()
