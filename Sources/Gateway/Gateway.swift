@@ -125,8 +125,8 @@ public final class Gateway: Sendable {
     private let signers = Mutex<[Int: any Signer]>([:])
     /// Lines whose token was not found last time: the next attempt may restart the module.
     private let missing = Mutex<Set<Int>>([])
-    /// One lock per line, held while its signer is made: one login at a time per key.
-    private let making = Mutex<[Int: NSLock]>([:])
+    /// One signer made at a time per line (one login per key), with no lock held across it.
+    private let making = OnePerKey()
     /// The threads each token key's calls run on (see `TokenWorkers`, one set per token for the
     /// process), by signing-table line.
     private let workers = Mutex<[Int: TokenWorkers]>([:])
@@ -400,35 +400,32 @@ public final class Gateway: Sendable {
     func signer(for entry: SigningTable.Entry) throws -> any Signer {
         if let signer = signers.withLock({ $0[entry.line] }) { return signer }
         // One maker per line (a second login with the same PIN adds nothing), outside the
-        // cache's lock: logging in to a slow token must not hold up other units.
-        let lock = making.withLock { locks in
-            if let existing = locks[entry.line] { return existing }
-            let made = NSLock()
-            locks[entry.line] = made
-            return made
-        }
-        // Waited for with a deadline: a login that hangs holds up this line's next attempt for
+        // cache's lock: logging in to a slow token must not hold up other units. Waited for
+        // with a deadline: a login that hangs holds up this line's next attempt for
         // SigningTimeout at most, never for ever.
-        guard lock.lock(before: Date(timeIntervalSinceNow: TimeInterval(configuration.signingTimeout))) else {
+        let made = try making.run(entry.line, before: Date(timeIntervalSinceNow: TimeInterval(configuration.signingTimeout))) {
+            () throws -> any Signer in
+            if let signer = signers.withLock({ $0[entry.line] }) { return signer }
+            let signer: any Signer
+            do {
+                signer = try makeSigner(entry, missing.withLock { $0.contains(entry.line) })
+                _ = missing.withLock { $0.remove(entry.line) }
+            } catch let error as TokenError where error.code == .notFound {
+                _ = missing.withLock { $0.insert(entry.line) }
+                throw error
+            }
+            return signers.withLock { cache in
+                if let existing = cache[entry.line] { return existing }
+                cache[entry.line] = signer
+                return signer
+            }
+        }
+        guard let made else {
             throw TokenError(
                 .timeout, operation: "signing with \(Gateway.signerLabel(entry))",
                 detail: "another message is still logging in to this key's token; the message is deferred")
         }
-        defer { lock.unlock() }
-        if let signer = signers.withLock({ $0[entry.line] }) { return signer }
-        let signer: any Signer
-        do {
-            signer = try makeSigner(entry, missing.withLock { $0.contains(entry.line) })
-            _ = missing.withLock { $0.remove(entry.line) }
-        } catch let error as TokenError where error.code == .notFound {
-            _ = missing.withLock { $0.insert(entry.line) }
-            throw error
-        }
-        return signers.withLock { cache in
-            if let existing = cache[entry.line] { return existing }
-            cache[entry.line] = signer
-            return signer
-        }
+        return made
     }
 
     /// A signer whose token calls run on the key's threads and end at the message's deadline.
