@@ -130,6 +130,9 @@ public final class Gateway: Sendable {
     /// The threads each token key's calls run on (see `TokenWorkers`, one set per token for the
     /// process), by signing-table line.
     private let workers = Mutex<[Int: TokenWorkers]>([:])
+    /// Each line's signer certificate with its subject and serial (`signerNames`); bounded by the
+    /// signing table's lines.
+    private let signerCertificates = Mutex<[Int: (der: [UInt8], subject: String, serial: String)]>([:])
     /// Verdicts on the gateway's own signatures for local recipients (`ownVerdict`).
     private let ownVerdicts = Mutex<[OwnVerdictKey: (verdict: Verdict, until: Date)]>([:])
 
@@ -294,9 +297,9 @@ public final class Gateway: Sendable {
                 actions += verificationHeaders(verdict, headers: headers)
                 record.result = verdict.result.rawValue
             }
-            if let certificate = try? Certificate(der: signer.certificate) {
-                record.signerSubject = certificate.subject
-                record.signerSerial = certificate.serial
+            if let names = signerNames(line: entry.line, certificate: signer.certificate) {
+                record.signerSubject = names.subject
+                record.signerSerial = names.serial
             }
             return Decision(
                 outcome: .signed(signer: label), actions: actions + [.replaceBody(result.body)], units: [unit], address: author,
@@ -343,6 +346,18 @@ public final class Gateway: Sendable {
             verdicts[key] = (verdict, now.addingTimeInterval(60))
         }
         return verdict
+    }
+
+    /// The subject and serial of a line's signer certificate, for its records: parsed once per
+    /// signer, not per message (parsing the certificate was a ninth of the daemon's CPU per
+    /// signed message, BENCHMARKS.md). A signer made again with another certificate is parsed again.
+    func signerNames(line: Int, certificate: [UInt8]) -> (subject: String, serial: String)? {
+        if let known = signerCertificates.withLock({ $0[line] }), known.der == certificate {
+            return (known.subject, known.serial)
+        }
+        guard let parsed = try? Certificate(der: certificate) else { return nil }
+        signerCertificates.withLock { $0[line] = (certificate, parsed.subject, parsed.serial) }
+        return (parsed.subject, parsed.serial)
     }
 
     struct OwnVerdictKey: Hashable {
