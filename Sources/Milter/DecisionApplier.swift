@@ -49,14 +49,30 @@ public enum DecisionApplier {
                 }
                 if !taken { failed = "the MTA refused a header change (\(edit))" }
             case .replaceBody(let pieces):
+                // A signed message's pieces (preamble, inner entity, signature part) are a few
+                // kilobytes each: sent together where they fit in one piece, not as one milter
+                // message (and one write) each. A full piece is sent from where it lies, uncopied.
+                var pending: [UInt8] = []
+                func send(_ piece: ArraySlice<UInt8>) {
+                    if failed == nil && !editor.replaceBody(piece) { failed = "the MTA refused the new body" }
+                }
                 for piece in pieces {
                     var offset = 0
                     while offset < piece.count && failed == nil {
                         let end = min(piece.count, offset + bodyPiece)
-                        if !editor.replaceBody(piece[offset..<end]) { failed = "the MTA refused the new body" }
+                        if pending.count + (end - offset) > bodyPiece {
+                            send(pending[...])
+                            pending.removeAll(keepingCapacity: true)
+                        }
+                        if pending.isEmpty && end - offset == bodyPiece {
+                            send(piece[offset..<end])
+                        } else {
+                            pending += piece[offset..<end]
+                        }
                         offset = end
                     }
                 }
+                if !pending.isEmpty { send(pending[...]) }
                 if failed == nil && pieces.allSatisfy(\.isEmpty) && !editor.replaceBody([]) {
                     failed = "the MTA refused the new body"
                 }
