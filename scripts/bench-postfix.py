@@ -236,10 +236,12 @@ try:
             name = f"smime-milter sign, {kind} (unix)"
             cpu_ratio, rate_ratio = ratio(name, "cpu_ms"), ratio(name, "rate")
             targets[kind] = {"cpu_per_message_vs_opendkim": cpu_ratio, "throughput_vs_opendkim": rate_ratio}
+            # The targets are set at 4 KB, the size of most official mail.
+            at4 = label == "4KB"
             print(f"  signing, recipients {'outside' if kind == 'external' else 'inside'} the local domains: "
                   f"milter CPU per message {cpu_ratio:.2f}x OpenDKIM's"
-                  + (" (target at most 0.70)" if kind == "external" else "")
-                  + f", throughput {rate_ratio:.2f}x (target at least {throughput_target:.1f})")
+                  + (" (target at most 0.70)" if kind == "external" and at4 else "")
+                  + f", throughput {rate_ratio:.2f}x" + (f" (target at least {throughput_target:.1f})" if at4 else ""))
         summary[label]["targets"] = targets
 
     if "memory" in parts:
