@@ -13,7 +13,6 @@ valgrind 3.19 cannot read the DWARF 5 of Swift 6 binaries, so a copy without deb
 import collections
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
