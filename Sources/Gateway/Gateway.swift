@@ -130,6 +130,11 @@ public final class Gateway: Sendable {
     /// The threads each token key's calls run on (see `TokenWorkers`, one set per token for the
     /// process), by signing-table line.
     private let workers = Mutex<[Int: TokenWorkers]>([:])
+    /// Each line's signer certificate with its subject and serial (`signerNames`); bounded by the
+    /// signing table's lines.
+    private let signerCertificates = Mutex<[Int: (der: [UInt8], subject: String, serial: String)]>([:])
+    /// The header texts of each line's last own verdict (`ownVerificationHeaders`), by line.
+    private let ownFields = Mutex<[Int: (verdict: Verdict, second: Int?, fields: [(name: String, value: String)])]>([:])
     /// Verdicts on the gateway's own signatures for local recipients (`ownVerdict`).
     private let ownVerdicts = Mutex<[OwnVerdictKey: (verdict: Verdict, until: Date)]>([:])
 
@@ -291,12 +296,12 @@ public final class Gateway: Sendable {
             var actions = result.headerEdits.map(MilterAction.header)
             if !local.isEmpty {
                 let verdict = ownVerdict(entry: entry, author: author, headers: headers, signed: result)
-                actions += verificationHeaders(verdict, headers: headers)
+                actions += ownVerificationHeaders(verdict, line: entry.line, headers: headers)
                 record.result = verdict.result.rawValue
             }
-            if let certificate = try? Certificate(der: signer.certificate) {
-                record.signerSubject = certificate.subject
-                record.signerSerial = certificate.serial
+            if let names = signerNames(line: entry.line, certificate: signer.certificate) {
+                record.signerSubject = names.subject
+                record.signerSerial = names.serial
             }
             return Decision(
                 outcome: .signed(signer: label), actions: actions + [.replaceBody(result.body)], units: [unit], address: author,
@@ -343,6 +348,18 @@ public final class Gateway: Sendable {
             verdicts[key] = (verdict, now.addingTimeInterval(60))
         }
         return verdict
+    }
+
+    /// The subject and serial of a line's signer certificate, for its records: parsed once per
+    /// signer, not per message (parsing the certificate was a ninth of the daemon's CPU per
+    /// signed message, BENCHMARKS.md). A signer made again with another certificate is parsed again.
+    func signerNames(line: Int, certificate: [UInt8]) -> (subject: String, serial: String)? {
+        if let known = signerCertificates.withLock({ $0[line] }), known.der == certificate {
+            return (known.subject, known.serial)
+        }
+        guard let parsed = try? Certificate(der: certificate) else { return nil }
+        signerCertificates.withLock { $0[line] = (certificate, parsed.subject, parsed.serial) }
+        return (parsed.subject, parsed.serial)
     }
 
     struct OwnVerdictKey: Hashable {
@@ -519,9 +536,32 @@ public final class Gateway: Sendable {
     /// Forged copies of our headers removed, then `Authentication-Results` and the readable
     /// header inserted at the top (readable first, so that Authentication-Results ends up above it).
     func verificationHeaders(_ verdict: Verdict, headers: [HeaderField]) -> [MilterAction] {
+        verificationHeaders(fields: VerificationHeaders.fields(verdict, configuration: configuration), headers: headers)
+    }
+
+    /// The same for the gateway's own signature (`ownVerdict`): the texts of a line's last one are
+    /// kept with the second of its signing time (all the readable header shows of it), and the
+    /// messages of the same verdict in the same second take them as they are. Writing them (RFC
+    /// 2047 words, the readable text) was the largest part of internal mail's decision after the
+    /// signature itself (BENCHMARKS.md).
+    func ownVerificationHeaders(_ verdict: Verdict, line: Int, headers: [HeaderField]) -> [MilterAction] {
+        var timeless = verdict
+        timeless.signingTime = nil
+        let second = verdict.signingTime.map { Int($0.timeIntervalSince1970.rounded(.down)) }
+        let fields: [(name: String, value: String)]
+        if let kept = ownFields.withLock({ $0[line] }), kept.second == second, kept.verdict == timeless {
+            fields = kept.fields
+        } else {
+            fields = VerificationHeaders.fields(verdict, configuration: configuration)
+            ownFields.withLock { $0[line] = (timeless, second, fields) }
+        }
+        return verificationHeaders(fields: fields, headers: headers)
+    }
+
+    func verificationHeaders(fields: [(name: String, value: String)], headers: [HeaderField]) -> [MilterAction] {
         let removals = VerificationHeaders.removals(in: headers, authservID: configuration.authservID).map(MilterAction.header)
         // Each inserted at the top: the last one inserted ends up first.
-        let inserts = VerificationHeaders.fields(verdict, configuration: configuration).reversed().map {
+        let inserts = fields.reversed().map {
             MilterAction.header(.insert(index: 0, name: $0.name, value: $0.value))
         }
         return removals + inserts

@@ -61,6 +61,65 @@ public struct HeaderField: Sendable, Equatable {
     /// allows, and never over 998 (RFC 5322 section 2.1.1). Lines are joined with CRLF + the
     /// white space that was there; no final CRLF.
     public static func fold(name: String, value: String, width: Int = 78) -> String {
+        foldASCII(name: name, value: value, width: width) ?? foldCharacters(name: name, value: value, width: width)
+    }
+
+    /// `fold` over octets, for a name and value of printable ASCII, space and tab (every header
+    /// the milter writes when it signs): there each octet is one `Character`, so the result is
+    /// the same, without the cost of Swift's grapheme breaking (a measurable part of the
+    /// milter's header edits). Nil for anything else.
+    static func foldASCII(name: String, value: String, width: Int) -> String? {
+        var name = name
+        var value = value
+        return name.withUTF8 { nameBytes in
+            value.withUTF8 { valueBytes -> String? in
+                func plain(_ byte: UInt8) -> Bool { (byte >= 0x20 && byte < 0x7F) || byte == Bytes.tab }
+                guard nameBytes.allSatisfy(plain), valueBytes.allSatisfy(plain) else { return nil }
+                func white(_ byte: UInt8) -> Bool { byte == Bytes.space || byte == Bytes.tab }
+                // Words as `foldCharacters` makes them: each starts with the run of white space before it.
+                var words: [Range<Int>] = []
+                var start = 0
+                for index in valueBytes.indices where index > start && white(valueBytes[index]) && !white(valueBytes[index - 1]) {
+                    words.append(start..<index)
+                    start = index
+                }
+                if start < valueBytes.count { words.append(start..<valueBytes.count) }
+                var lines: [[UInt8]] = []
+                var current = Array(nameBytes) + [0x3A]
+                // Whether `current` has an octet other than a space (the colon, for the first line).
+                var currentHasText = true
+                for (number, word) in words.enumerated() {
+                    // The first word gets a space before it when it has none.
+                    let extra = number == 0 && !white(valueBytes[word.lowerBound]) ? 1 : 0
+                    if number > 0 && current.count + word.count + extra > width && currentHasText {
+                        lines.append(current)
+                        current = []
+                        currentHasText = false
+                    }
+                    if extra == 1 { current.append(Bytes.space) }
+                    current += valueBytes[word]
+                    currentHasText = currentHasText || valueBytes[word].contains { $0 != Bytes.space }
+                }
+                lines.append(current)
+                // A line over 998 octets: broken hard at 900, the rest continued after a space.
+                var out: [UInt8] = []
+                for (number, line) in lines.enumerated() {
+                    if number > 0 { out += [Bytes.cr, Bytes.lf] }
+                    var rest = line
+                    while rest.count > 998 {
+                        out += rest[..<900]
+                        out += [Bytes.cr, Bytes.lf]
+                        rest = [Bytes.space] + rest[900...]
+                    }
+                    out += rest
+                }
+                return String(decoding: out, as: UTF8.self)
+            }
+        }
+    }
+
+    /// `fold` over Characters: any value.
+    static func foldCharacters(name: String, value: String, width: Int) -> String {
         var lines: [String] = []
         var current = name + ":"
         // Split before each run of white space, keeping it with the word that follows.

@@ -46,9 +46,21 @@ public struct MultipartSigned: Sendable {
     }
 
     static func newBoundary() -> String {
+        // Seven digits from each random word: `SystemRandomNumberGenerator` asks the kernel once
+        // per `next()`, and one system call per character was a visible part of signing
+        // (BENCHMARKS.md). 62^7 is far below 2^64, so the digits stay as good as uniform.
         var generator = SystemRandomNumberGenerator()
-        let digits = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-        return "----=_smime_" + String((0..<28).map { _ in digits[Int(generator.next() % UInt64(digits.count))] })
+        let digits = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+        var characters: [UInt8] = []
+        characters.reserveCapacity(28)
+        for _ in 0..<4 {
+            var word = generator.next()
+            for _ in 0..<7 {
+                characters.append(digits[Int(word % UInt64(digits.count))])
+                word /= UInt64(digits.count)
+            }
+        }
+        return "----=_smime_" + String(decoding: characters, as: UTF8.self)
     }
 
     static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {

@@ -49,14 +49,30 @@ public enum DecisionApplier {
                 }
                 if !taken { failed = "the MTA refused a header change (\(edit))" }
             case .replaceBody(let pieces):
+                // A signed message's pieces (preamble, inner entity, signature part) are a few
+                // kilobytes each: sent together where they fit in one piece, not as one milter
+                // message (and one write) each. A full piece is sent from where it lies, uncopied.
+                var pending: [UInt8] = []
+                func send(_ piece: ArraySlice<UInt8>) {
+                    if failed == nil && !editor.replaceBody(piece) { failed = "the MTA refused the new body" }
+                }
                 for piece in pieces {
                     var offset = 0
                     while offset < piece.count && failed == nil {
                         let end = min(piece.count, offset + bodyPiece)
-                        if !editor.replaceBody(piece[offset..<end]) { failed = "the MTA refused the new body" }
+                        if pending.count + (end - offset) > bodyPiece {
+                            send(pending[...])
+                            pending.removeAll(keepingCapacity: true)
+                        }
+                        if pending.isEmpty && end - offset == bodyPiece {
+                            send(piece[offset..<end])
+                        } else {
+                            pending += piece[offset..<end]
+                        }
                         offset = end
                     }
                 }
+                if !pending.isEmpty { send(pending[...]) }
                 if failed == nil && pieces.allSatisfy(\.isEmpty) && !editor.replaceBody([]) {
                     failed = "the MTA refused the new body"
                 }
@@ -86,9 +102,19 @@ public enum DecisionApplier {
     /// A header value as libmilter takes it: folded with LF line breaks, with the leading space
     /// when the MTA keeps header values' leading space.
     static func folded(_ name: String, _ value: String, _ leadingSpace: Bool) -> String {
-        let folded = String(HeaderField.fold(name: name, value: value).dropFirst(name.count + 1))
-            .replacingOccurrences(of: "\r\n", with: "\n")
-        return leadingSpace ? folded : String(folded.drop(while: { $0 == " " }))
+        // Over octets (the name is ASCII, RFC 5322 section 3.6.8): Foundation's search for CRLF
+        // was half the time of applying a signed message's header edits.
+        let whole = HeaderField.fold(name: name, value: value).utf8
+        var out: [UInt8] = []
+        out.reserveCapacity(whole.count)
+        var previous: UInt8 = 0
+        for byte in whole.dropFirst(name.utf8.count + 1) {
+            if byte == 0x0A && previous == 0x0D { out.removeLast() }
+            out.append(byte)
+            previous = byte
+        }
+        let start = leadingSpace ? 0 : out.firstIndex(where: { $0 != 0x20 }) ?? out.count
+        return String(decoding: out[start...], as: UTF8.self)
     }
 
     /// Reply text: printable ASCII, no `%` (libmilter formats it), at most 900 octets.

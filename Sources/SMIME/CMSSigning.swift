@@ -16,6 +16,20 @@ public enum CMSSigning {
     public static func sign(
         content: [UInt8], signer: any Signer, digest: DigestAlgorithm, signingTime: Date?
     ) throws -> [UInt8] {
+        // The signer's structure, made once by the code below, with this message's values written in.
+        if let template = try CMSTemplates.shared.template(for: signer, digest: digest, timed: signingTime != nil),
+            let signed = try template.sign(content: content, signer: signer, signingTime: signingTime)
+        {
+            return signed
+        }
+        return try signWithOpenSSL(content: content, signer: signer, digest: digest, signingTime: signingTime)
+    }
+
+    /// The same structure built by OpenSSL from the start: how templates are made, and how a
+    /// message whose signingTime no template holds is signed.
+    static func signWithOpenSSL(
+        content: [UInt8], signer: any Signer, digest: DigestAlgorithm, signingTime: Date?
+    ) throws -> [UInt8] {
         let certificate = try ParsedCertificates.shared.handle(signer.certificate)
         defer { withExtendedLifetime(certificate) {} }
         guard let publicKey = X509_get0_pubkey(certificate.pointer) else {

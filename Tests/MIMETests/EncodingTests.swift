@@ -100,6 +100,21 @@ import Testing
         #expect(field.decodedValue == "Sở Thông tin và Truyền thông tỉnh Điện Biên — báo cáo tổng hợp tình hình ứng dụng chữ ký số")
     }
 
+    /// The octet fold of ASCII values gives exactly what the Character fold gives: words of
+    /// letters, runs of spaces and tabs, long words (hard breaks past 998 octets), narrow widths.
+    @Test func asciiFoldingAgreesWithCharacterFolding() async {
+        let piece = Gen<String?>.element(of: ["a", "bc", "defgh", " ", "  ", "\t", ";", "x=\"y\"", String(repeating: "w", count: 70),
+            String(repeating: "L", count: 600)]).compactMap { $0 }
+        let value = piece.array(of: 0...30).map { $0.joined() }
+        let width = Gen<Int?>.element(of: [78, 20, 1]).compactMap { $0 }
+        await propertyCheck(count: 500, input: value, width) { value, width in
+            let octets = HeaderField.foldASCII(name: "Content-Type", value: value, width: width)
+            #expect(octets == HeaderField.foldCharacters(name: "Content-Type", value: value, width: width))
+        }
+        #expect(HeaderField.foldASCII(name: "Subject", value: "Báo cáo", width: 78) == nil)
+        #expect(HeaderField.foldASCII(name: "Subject", value: "a\r\n b", width: 78) == nil)
+    }
+
     @Test func canonicalFormTurnsEveryLineEndIntoCRLF() {
         #expect(Bytes.canonicalCRLF(Array("a\nb\r\nc\rd\r".utf8)[...]) == Array("a\r\nb\r\nc\r\nd\r\n".utf8))
     }

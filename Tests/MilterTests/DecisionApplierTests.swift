@@ -8,6 +8,7 @@ import Testing
     final class Recorder: MessageEditor {
         var calls: [String] = []
         var bodyPieces: [Int] = []
+        var body: [UInt8] = []
         var refuse: String?
 
         func record(_ call: String) -> Bool {
@@ -22,6 +23,7 @@ import Testing
         func addHeader(_ name: String, value: String) -> Bool { record("add \(name):\(value)") }
         func replaceBody(_ piece: ArraySlice<UInt8>) -> Bool {
             bodyPieces.append(piece.count)
+            body += piece
             return record("body \(piece.count)")
         }
         func quarantine(_ reason: String) -> Bool { record("quarantine \(reason)") }
@@ -43,7 +45,22 @@ import Testing
         let recorder = Recorder()
         #expect(DecisionApplier.apply(decision, to: recorder, leadingSpace: true, logger: logger) == .accept)
         #expect(recorder.calls.prefix(2) == ["change Content-Type 1 (delete)", "insert 0 Content-Type: multipart/signed; boundary=b"])
-        #expect(recorder.bodyPieces == [65535, 100_000 - 65535, 10])
+        #expect(recorder.bodyPieces == [65535, 100_000 - 65535 + 10])
+        #expect(recorder.body == body.flatMap { $0 })
+    }
+
+    /// A signed message's pieces go in as few calls as fit, in order, each at most 65,535 octets.
+    @Test(arguments: [[70, 6_500, 2_800], [70, 200_000, 2_800], [65_535, 65_535, 1], [1, 65_535, 65_534, 2], [0, 0, 5]])
+    func smallPiecesGoTogether(sizes: [Int]) {
+        let body = sizes.enumerated().map { index, size in [UInt8](repeating: UInt8(0x41 + index), count: size) }
+        let decision = Decision(outcome: .signed(signer: "x"), actions: [.replaceBody(body)], units: [], address: nil)
+        let recorder = Recorder()
+        #expect(DecisionApplier.apply(decision, to: recorder, leadingSpace: true, logger: logger) == .accept)
+        #expect(recorder.body == body.flatMap { $0 })
+        #expect(recorder.bodyPieces.allSatisfy { $0 > 0 && $0 <= 65535 })
+        let total = sizes.reduce(0, +)
+        #expect(recorder.bodyPieces.count <= (total + 65534) / 65535 + 1)
+        if total <= 65535 { #expect(recorder.bodyPieces == [total]) }
     }
 
     @Test func anEmptyNewBodyIsSentAsOneEmptyPiece() {
