@@ -2,7 +2,8 @@
 # Installs the Debian packages smime-milter builds, runs and is tested with, when missing.
 #   scripts/install-deps.sh          what the build and `make run` need
 #   scripts/install-deps.sh test     plus the independent verifiers and peers the tests use
-#   scripts/install-deps.sh bench    plus OpenDKIM, the baseline milter of the Postfix benchmark
+#   scripts/install-deps.sh bench    plus OpenDKIM, the baseline milter of the Postfix benchmark,
+#                                    and valgrind for scripts/profile-signing.py
 #   scripts/install-deps.sh deb      plus Debian's package tools (make deb, make test-deb)
 set -euo pipefail
 
@@ -20,7 +21,7 @@ if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
     packages+=(prometheus)
 fi
 if [ "${1:-}" = bench ]; then
-    packages+=(opendkim)
+    packages+=(opendkim valgrind)
 fi
 if [ "${1:-}" = deb ]; then
     packages+=(debhelper dpkg-dev lintian mmdebstrap rsync)
