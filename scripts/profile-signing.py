@@ -7,8 +7,9 @@ them ("internal": the verification headers are added too).
     scripts/profile-signing.py BINARY DEMO_DIR [external|internal] [MESSAGES]
 callgrind counts user-space instructions only: what the kernel does for the daemon (socket
 reads and writes, poll, futex) is not in the table; `perf record -e cpu-clock -g` shows it.
-valgrind (scripts/install-deps.sh bench installs it) 3.19 cannot read the DWARF 5 of Swift 6 binaries, so a copy without debug sections
-(objcopy --strip-debug; the symbols stay) is profiled."""
+valgrind comes with `scripts/install-deps.sh bench`; its version 3.19 cannot read the DWARF 5 of
+Swift 6 binaries, so a copy without debug sections (objcopy --strip-debug; the symbols stay) is
+profiled."""
 
 import collections
 import os
