@@ -157,8 +157,7 @@ variants = [
     # The floor of any libmilter milter: the protocol round trips and a header added, no crypto.
     ("smime-milter, unsigned in (unix)", f"unix:{verify_socket}", "verify", "plain"),
 ]
-# One sink per instance: a single smtp-sink shared by five Postfix instances stopped answering
-# greetings under the load and stalled the run.
+# One sink per instance, each of its variant's messages alone.
 instances = {}
 sinks = []
 for name, milter, _, _ in variants:

@@ -68,19 +68,25 @@ class SmtpSink:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o777)
-        arguments = ["smtp-sink", "-u", "postfix", "-c"]
+        # No -c (a counter of about 60 octets per message on its output): into a pipe nobody
+        # reads, it filled the pipe after about a thousand messages, and smtp-sink then blocked
+        # and stopped answering Postfix's connections. What it says goes to a file beside the
+        # directory (the directory holds only messages).
+        arguments = ["smtp-sink", "-u", "postfix"]
         if dump:
             arguments += ["-d", f"{self.directory}/%H%M%S."]
+        self.output = self.directory.with_name(self.directory.name + ".log")
         # A port someone else took between drawing and binding makes smtp-sink exit: draw again.
         for _ in range(5):
             self.port = port or free_port()
-            self.process = subprocess.Popen(arguments + [f"127.0.0.1:{self.port}", "256"],
-                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            with open(self.output, "wb") as output:
+                self.process = subprocess.Popen(arguments + [f"127.0.0.1:{self.port}", "256"],
+                                                stdout=output, stderr=subprocess.STDOUT)
             if wait_for_port(self.port, process=self.process):
                 return
             if port:
                 break
-        raise RuntimeError(f"smtp-sink could not listen on 127.0.0.1:{self.port}: {self.process.stdout.read()}")
+        raise RuntimeError(f"smtp-sink could not listen on 127.0.0.1:{self.port}: {self.output.read_text(errors='replace')}")
 
     def messages(self):
         """The messages received, without the envelope lines smtp-sink puts first."""
