@@ -510,28 +510,33 @@ public final class TokenKey: @unchecked Sendable {
 extension TokenKey {
     /// Signs `data` over and over on one dedicated session, bypassing the pool, and returns
     /// signatures per second: the token's own limit, which `smime-milter bench` prints beside
-    /// the pool's rate.
-    public func measureRawSigning(seconds: Double, data: [UInt8], scheme: SignatureScheme? = nil) throws -> Double {
-        let scheme = scheme ?? keyType.defaultScheme ?? .rsaPKCS1
-        let lease = try acquire()
-        defer { release(lease, broken: false) }
-        let start = Date()
-        var count = 0
-        while Date().timeIntervalSince(start) < seconds {
-            _ = try sign(data, scheme: scheme, digest: .sha256, lease: lease)
-            count += 1
+    /// the pool's rate. `scheme` nil: the key's own.
+    public func measureRawSigning(seconds: Double, data: [UInt8], scheme: SignatureScheme?) throws -> Double {
+        try onRawSession(scheme: scheme) { sign in
+            let start = Date()
+            var count = 0
+            while Date().timeIntervalSince(start) < seconds {
+                try sign(data)
+                count += 1
+            }
+            return Double(count) / Date().timeIntervalSince(start)
         }
-        return Double(count) / Date().timeIntervalSince(start)
     }
 
     /// Signs `data` `count` times on one dedicated session, bypassing the pool, as
     /// `measureRawSigning` does, for a caller that times it on its own clock.
-    public func signRaw(count: Int, data: [UInt8], scheme: SignatureScheme? = nil) throws {
+    public func signRaw(count: Int, data: [UInt8], scheme: SignatureScheme?) throws {
+        try onRawSession(scheme: scheme) { sign in
+            for _ in 0..<count { try sign(data) }
+        }
+    }
+
+    /// Runs `body` with a function that signs on one session of its own, taken from the pool
+    /// for the whole of `body` and given back after.
+    private func onRawSession<T>(scheme: SignatureScheme?, _ body: (_ sign: ([UInt8]) throws -> Void) throws -> T) throws -> T {
         let scheme = scheme ?? keyType.defaultScheme ?? .rsaPKCS1
         let lease = try acquire()
         defer { release(lease, broken: false) }
-        for _ in 0..<count {
-            _ = try sign(data, scheme: scheme, digest: .sha256, lease: lease)
-        }
+        return try body { data in _ = try sign(data, scheme: scheme, digest: .sha256, lease: lease) }
     }
 }

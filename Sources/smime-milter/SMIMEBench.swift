@@ -51,7 +51,7 @@ struct SMIMEBench: ParsableCommand {
             signingTimeSkew: TimeInterval(defaults.signingTimeSkew),
             allowSHA1Signatures: defaults.allowSHA1Signatures)
         let skew = TimeInterval(defaults.signingTimeSkew)
-        let raw = try tokenKey.measureRawSigning(seconds: seconds, data: [UInt8](repeating: 0x31, count: 200))
+        let raw = try tokenKey.measureRawSigning(seconds: seconds, data: [UInt8](repeating: 0x31, count: 200), scheme: signer.scheme)
         print("token: \(tokenKey.keyType) raw C_Sign \(String(format: "%.0f", raw))/s")
         let ratio = try Self.signingVersusRaw(
             key: tokenKey, signer: signer, digest: defaults.digestAlgorithm, skew: skew, seconds: seconds)
@@ -121,7 +121,7 @@ struct SMIMEBench: ParsableCommand {
         }
         // Slices of about a tenth of `seconds` each, sized from one warm-up slice.
         var start = cpu()
-        try key.signRaw(count: 20, data: data)
+        try key.signRaw(count: 20, data: data, scheme: signer.scheme)
         let perSignature = max(1e-6, (cpu() - start) / 20)
         let count = max(20, Int(seconds / 10 / perSignature))
         let slices = 10
@@ -129,7 +129,7 @@ struct SMIMEBench: ParsableCommand {
         var signing = 0.0
         for _ in 0..<slices {
             start = cpu()
-            try key.signRaw(count: count, data: data)
+            try key.signRaw(count: count, data: data, scheme: signer.scheme)
             raw += cpu() - start
             start = cpu()
             for _ in 0..<count {
