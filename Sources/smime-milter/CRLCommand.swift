@@ -15,7 +15,7 @@ struct CRLCommand: ParsableCommand {
             """)
 
     @Option(name: .long, help: "Configuration file (for StateDirectory).")
-    var config: String = "/etc/smime-milter/smime-milter.conf"
+    var config: String = defaultConfigurationPath
 
     @Option(name: .long, help: "The cache directory itself, instead of the configuration's.")
     var directory: String?

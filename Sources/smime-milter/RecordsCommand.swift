@@ -19,7 +19,7 @@ struct RecordsMigrateCommand: ParsableCommand {
         commandName: "migrate", abstract: "Copy a server's records file into a PostgreSQL database (resumable, idempotent).")
 
     @Option(name: .long, help: "Configuration file (for ServerName and EventDatabasePasswordFile).")
-    var config: String = "/etc/smime-milter/smime-milter.conf"
+    var config: String = defaultConfigurationPath
 
     @Option(name: .long, help: "The server's records file (events.sqlite); it is written to: records are marked as moved.")
     var from: String

@@ -17,7 +17,7 @@ struct ReportCommand: ParsableCommand {
             """)
 
     @Option(name: .long, help: "Configuration file (for Units and EventDatabase).")
-    var config: String = "/etc/smime-milter/smime-milter.conf"
+    var config: String = defaultConfigurationPath
 
     @Option(name: .long, help: "One month, YYYY-MM.")
     var month: String?

@@ -19,6 +19,9 @@ struct SMIMEMilter: ParsableCommand {
     )
 }
 
+/// Where the configuration is read from when `--config` does not say (the package's conffile).
+let defaultConfigurationPath = "/etc/smime-milter/smime-milter.conf"
+
 /// Exit status for unusable input or configuration (sysexits would say 64-78; the milter's
 /// documentation promises 2).
 let exitUsage: Int32 = 2
@@ -28,7 +31,7 @@ struct RunCommand: ParsableCommand {
         commandName: "run", abstract: "Run the milter daemon in the foreground.")
 
     @Option(name: .long, help: "Configuration file.")
-    var config: String = "/etc/smime-milter/smime-milter.conf"
+    var config: String = defaultConfigurationPath
 
     @Flag(name: .long, help: "Log to standard error even when the configuration says Syslog yes.")
     var stderr = false
@@ -66,7 +69,7 @@ struct CheckConfigCommand: ParsableCommand {
         commandName: "check-config", abstract: "Validate the configuration, tokens, keys and chains.")
 
     @Option(name: .long, help: "Configuration file.")
-    var config: String = "/etc/smime-milter/smime-milter.conf"
+    var config: String = defaultConfigurationPath
 
     @Flag(name: .long, help: "Print only warnings and errors.")
     var quiet = false
@@ -99,7 +102,7 @@ struct StatsCommand: ParsableCommand {
         commandName: "stats", abstract: "Print the per-unit message counters the daemon saves.")
 
     @Option(name: .long, help: "Configuration file (for StateDirectory).")
-    var config: String = "/etc/smime-milter/smime-milter.conf"
+    var config: String = defaultConfigurationPath
 
     @Option(name: .long, help: "Statistics file (default: StateDirectory/statistics.json).")
     var file: String?
