@@ -47,6 +47,9 @@ public final class MilterService: Sendable {
     let records: EventWriter?
     /// Metrics, health and systemd notifications; nil in tests that need none.
     let monitor: Monitor?
+    /// Where the milter listens. Bound once per run: a reload that names another socket takes
+    /// effect at the next restart.
+    let socket: SocketSpec
 
     /// Loads the gateway for `configuration`, with the counters saved by the previous run.
     /// `spoolDirectory` is where bodies are spooled until `run()` makes its own directory in
@@ -58,6 +61,7 @@ public final class MilterService: Sendable {
         self.configurationPath = configurationPath
         self.logger = logger
         self.monitor = monitor
+        socket = configuration.socket
         let statistics = Statistics(starting: (try? Statistics.read(from: Self.statisticsPath(configuration))) ?? .init())
         let gateway = try Gateway.load(configuration, statistics: statistics, logger: logger)
         state = Mutex(State(gateway: gateway, spoolDirectory: spoolDirectory))
@@ -78,10 +82,12 @@ public final class MilterService: Sendable {
     /// (`ProcessSetup.blockSignals`), before any other thread exists.
     public func run() throws {
         let configuration = gateway.configuration
-        let socket = configuration.socket
         ProcessSetup.prepareMemory()
         try Libmilter.register(self)
         try Libmilter.openSocket(socket, umask: configuration.umask)
+        if !Libmilter.setNoDelay(socket) {
+            logger.warning("could not set TCP_NODELAY on \(socket): messages may wait 40 ms at each reply; a unix socket (local:/PATH) does not")
+        }
         // Bound before privileges are dropped, like the milter socket.
         try monitor?.startServer(configuration.metricsListen) { [self] in scrape() }
         try ProcessSetup.dropPrivileges(configuration.userID, socket: socket, logger: logger)
@@ -94,7 +100,7 @@ public final class MilterService: Sendable {
         if let monitor {
             // The probe feeds /healthz and the systemd watchdog; with neither there is no one to tell.
             if configuration.metricsListen != nil || monitor.notifier.isEnabled {
-                startThread("health") { monitor.probeLoop(socket) { Monitor.status(self.gateway) } }
+                startThread("health") { monitor.probeLoop(self.socket) { Monitor.status(self.gateway) } }
             }
             monitor.ready(status: Monitor.status(gateway))
         }
@@ -122,7 +128,7 @@ public final class MilterService: Sendable {
         monitor?.reloading()
         do {
             let configuration = try Configuration.load(path: configurationPath)
-            if configuration.socket != current.configuration.socket {
+            if configuration.socket != socket {
                 logger.warning("Socket changed in \(configurationPath); it takes effect at the next restart")
             }
             if configuration.eventDatabasePath != records?.path || configuration.serverName != records?.server

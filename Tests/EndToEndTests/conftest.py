@@ -57,16 +57,19 @@ def key_uri(pki, token, obj):
 
 
 class Daemon:
-    """smime-milter run, in its own directory, stopped by its PID."""
+    """smime-milter run, in its own directory, stopped by its PID. It listens on a unix socket
+    in the directory, or on TCP at 127.0.0.1:`tcp_port` when one is given."""
 
-    def __init__(self, directory, config_lines, env=None):
+    def __init__(self, directory, config_lines, env=None, tcp_port=None):
         self.env = env
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.socket = self.directory / "milter.sock"
+        self.tcp_port = tcp_port
         self.config = self.directory / "smime-milter.conf"
         self.log = self.directory / "milter.log"
-        base = [f"Socket local:{self.socket}", "UserID root", "Syslog no", "LogLevel debug",
+        listen = f"Socket inet:{tcp_port}@127.0.0.1" if tcp_port else f"Socket local:{self.socket}"
+        base = [listen, "UserID root", "Syslog no", "LogLevel debug",
                 f"StateDirectory {self.directory}", "AuthservID mail.dienbien.gov.vn"]
         self.config.write_text("\n".join(base + config_lines) + "\n")
         self.process = None
@@ -166,9 +169,12 @@ class Session:
     """One MTA connection to the milter, as Postfix's smtpd would hold it."""
 
     def __init__(self, daemon, client="127.0.0.1", daemon_name="smtpd"):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(60)
-        self.sock.connect(str(daemon.socket))
+        if daemon.tcp_port:
+            self.sock = socket.create_connection(("127.0.0.1", daemon.tcp_port), timeout=60)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.settimeout(60)
+            self.sock.connect(str(daemon.socket))
         self.conn = MilterConnection(self.sock)
         self.conn.optneg_mta()
         self.conn.send_macro(c.SMFIC_CONNECT, **{"{daemon_name}": daemon_name, "j": "mail.dienbien.gov.vn"})

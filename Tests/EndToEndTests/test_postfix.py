@@ -1,7 +1,9 @@
 """smime-milter in a real Postfix (postfix -c DIR on loopback) relaying to smtp-sink."""
 
 import base64
+import ctypes
 import os
+import socket
 import shutil
 import smtplib
 import subprocess
@@ -11,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, key_uri, openssl_verify, signed_by_provincial_office
-from postfix_instance import PostfixInstance, SmtpSink
+from miltertest import constants as c
+
+from conftest import Daemon, Session, key_uri, openssl_verify, signed_by_provincial_office
+from postfix_instance import PostfixInstance, SmtpSink, free_port
 
 SUBMITTED = (
     "From: =?UTF-8?B?UGjDsm5nIEvhur8gdG/DoW4=?= <ketoan@stttt.dienbien.gov.vn>\r\n"
@@ -192,3 +196,65 @@ def test_a_30_mb_message_passes_and_the_daemons_peak_memory_is_reported(setup, p
     (Path(os.environ.get("SMIME_MILTER_REPORT_DIR", base)) / "peak-memory.txt").write_text(report + "\n")
     verify_with_openssl_and_gpgsm(pki, message, tmp_path)
     assert peak_kb < 400 * 1024, report
+
+
+def peer_socket_option(pid, local_port, remote_port, level, option):
+    """An option of the socket process `pid` holds for the TCP connection 127.0.0.1:`local_port`
+    <-> 127.0.0.1:`remote_port`, read from a copy of its descriptor (pidfd_getfd, as root)."""
+    wanted = f"0100007F:{local_port:04X} 0100007F:{remote_port:04X}"
+    inode = next(line.split()[9] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                 if " ".join(line.split()[1:3]) == wanted)
+    descriptor = next(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")
+                      if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]")
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        copy = libc.syscall(438, pidfd, descriptor, 0)  # SYS_pidfd_getfd
+        assert copy >= 0, os.strerror(ctypes.get_errno())
+    finally:
+        os.close(pidfd)
+    with socket.socket(fileno=copy) as duplicate:
+        return duplicate.getsockopt(level, option)
+
+
+def test_on_tcp_postfix_never_waits_for_a_delayed_ack(pki, tmp_path):
+    """On TCP, Postfix sends a command it expects no answer to as a segment of its own, and Nagle's
+    algorithm holds its next command until that one is acknowledged: 40 ms later when nothing
+    answers it. So over TCP the milter answers every step after which Postfix waits for its SMTP
+    client, and its own connections have TCP_NODELAY (its replies to one message are several
+    writes). Both checked on the daemon, then a message through Postfix arrives signed."""
+    # Postfix's daemons run as the postfix user: the directory must be reachable for them.
+    base = Path(tempfile.mkdtemp(prefix="smime-milter-tcp-"))
+    os.chmod(base, 0o755)
+    chain = f"{pki}/ca/chain.pem"
+    (base / "signing-table").write_text(
+        f"*@stttt.dienbien.gov.vn {key_uri(pki, 'STTTT-DienBien', 'unit-seal')} chain={chain}\n")
+    daemon = Daemon(base / "milter", [
+        f"SigningTable {base}/signing-table", "PKCS11Module /usr/lib/softhsm/libsofthsm2.so",
+        f"TrustAnchors {pki}/ca/root.pem", "MTA ORIGINATING"], tcp_port=free_port()).start()
+    sink = SmtpSink(base / "sink")
+    postfix = None
+    try:
+        session = Session(daemon)
+        waits = c.SMFIP_NR_CONN | c.SMFIP_NR_RCPT | c.SMFIP_NOHELO | c.SMFIP_NODATA
+        assert session.conn.protocol_flags & waits == 0, hex(session.conn.protocol_flags)
+        unanswered = c.SMFIP_NR_HDR | c.SMFIP_NR_EOH | c.SMFIP_NR_BODY
+        assert session.conn.protocol_flags & unanswered == unanswered, hex(session.conn.protocol_flags)
+        client_port = session.sock.getsockname()[1]
+        assert peer_socket_option(daemon.process.pid, daemon.tcp_port, client_port,
+                                  socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        session.close()
+
+        postfix = PostfixInstance(base / "postfix", sink.port, milter=f"inet:127.0.0.1:{daemon.tcp_port}").start()
+        postfix.delivered_before = 0
+        smtp(postfix.submission_port, SUBMITTED, "ketoan@stttt.dienbien.gov.vn", "ubnd@muonglay.dienbien.gov.vn",
+             source="127.0.0.3")
+        [message] = wait_for_messages(postfix, sink, 1)
+        assert b"multipart/signed" in message.split(b"\n\n")[0]
+        assert openssl_verify(pki, message, tmp_path).returncode == 0
+    finally:
+        if postfix:
+            postfix.stop()
+        daemon.stop()
+        sink.stop()
+        shutil.rmtree(base, ignore_errors=True)
