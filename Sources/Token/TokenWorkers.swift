@@ -21,9 +21,12 @@ import Synchronization
 /// HSM): a call started on the milter's thread cannot be taken back, so a token that was fast
 /// until now and hangs in that call (a USB token pulled out mid-signature, a `p11-kit server`
 /// connection that stalls) would hold the thread past its deadline, and a fast path chosen by
-/// the token's past speed fails exactly when it matters. The hand-off was measured instead: about
-/// 6,000 instructions in user space per signed message and, in a `perf` profile, under 2 % of
-/// the daemon's CPU in the two futex wake-ups (BENCHMARKS.md, "The cost of one signed message").
+/// the token's past speed fails exactly when it matters. What the hand-off costs is kept to two
+/// wake-ups: a new job wakes one idle thread (`signal`), and a finished job wakes only the caller
+/// waiting for it, through the job's own semaphore. (With one condition for all, every finished
+/// job woke every caller waiting for any job and every idle thread, which with ten sessions at a
+/// time was 7 % of the daemon's CPU in scheduling; BENCHMARKS.md, "The cost of one signed
+/// message".)
 public final class TokenWorkers: @unchecked Sendable {
     // @unchecked: every stored var below is read and written only with `condition` held.
     public let name: String
@@ -38,6 +41,8 @@ public final class TokenWorkers: @unchecked Sendable {
         let deadline: Date
         var startedAt: Date?
         var result: Result<Any, any Error>?
+        /// Signalled once, when `result` is set; only the job's caller waits on it.
+        let done = DispatchSemaphore(value: 0)
         init(work: @escaping () -> Result<Any, any Error>, deadline: Date) {
             self.work = work
             self.deadline = deadline
@@ -96,7 +101,6 @@ public final class TokenWorkers: @unchecked Sendable {
 
     /// Runs `work` on a token thread and returns its result, or throws `timeout` at `deadline`,
     /// or `stuck` at once while the token is stuck.
-
     public func run<R>(until deadline: Date, _ work: @escaping () throws -> R) throws -> R {
         let job = Job(work: { Result { try work() as Any } }, deadline: deadline)
         condition.lock()
@@ -111,29 +115,30 @@ public final class TokenWorkers: @unchecked Sendable {
         }
         queue.append(job)
         if idle > 0 {
-            condition.broadcast()
+            condition.signal()
         } else if running < threads {
             startThread()
         }
-        while job.result == nil {
-            if !condition.wait(until: deadline) && job.result == nil {
-                if let startedAt = job.startedAt {
-                    // A call that outlived its caller's deadline, having run for most of it, makes
-                    // the token stuck now, not when its own age passes stuckAfter a moment later
-                    // (it started after its caller began waiting): the next message must not wait
-                    // the whole deadline again behind it. One that only just started when the
-                    // deadline came (it waited in the queue) says nothing about the token.
-                    if -startedAt.timeIntervalSinceNow >= stuckAfter / 2 { markStuck(since: startedAt) }
-                } else {
-                    queue.removeAll { $0 === job }
-                }
-                throw TokenError(
-                    .timeout, operation: "signing with \(name)",
-                    detail: job.startedAt != nil
-                        ? "the token did not answer within SigningTimeout; the message is deferred"
-                        : "the token was busy with other messages until SigningTimeout; raise SessionPoolSize if the "
-                            + "token allows more sessions, or spread the units over more tokens")
+        condition.unlock()
+        let answered = job.done.wait(timeout: .now() + max(0, deadline.timeIntervalSinceNow)) == .success
+        condition.lock()
+        if !answered && job.result == nil {
+            if let startedAt = job.startedAt {
+                // A call that outlived its caller's deadline, having run for most of it, makes
+                // the token stuck now, not when its own age passes stuckAfter a moment later
+                // (it started after its caller began waiting): the next message must not wait
+                // the whole deadline again behind it. One that only just started when the
+                // deadline came (it waited in the queue) says nothing about the token.
+                if -startedAt.timeIntervalSinceNow >= stuckAfter / 2 { markStuck(since: startedAt) }
+            } else {
+                queue.removeAll { $0 === job }
             }
+            throw TokenError(
+                .timeout, operation: "signing with \(name)",
+                detail: job.startedAt != nil
+                    ? "the token did not answer within SigningTimeout; the message is deferred"
+                    : "the token was busy with other messages until SigningTimeout; raise SessionPoolSize if the "
+                        + "token allows more sessions, or spread the units over more tokens")
         }
         return try job.result!.get() as! R
     }
@@ -203,7 +208,10 @@ public final class TokenWorkers: @unchecked Sendable {
                 stuck = false
                 logger.notice("token answers again", metadata: ["token.name": "\(name)"])
             }
-            condition.broadcast()
+            // Signalled with the lock released, so that the caller it wakes does not wait for it.
+            condition.unlock()
+            job.done.signal()
+            condition.lock()
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 
@@ -17,6 +18,37 @@ import Testing
                 throw TokenError(.pkcs11, operation: "C_Sign", detail: "a failure is handed back")
             }
         }
+    }
+
+    /// Many callers at once on fewer threads: each gets its own job's result as soon as the job
+    /// is done (each caller is woken by its own job, not by whichever finished, nor by its
+    /// deadline), and none gets another's.
+    @Test func concurrentCallersEachGetTheirOwnResultWhenItIsDone() throws {
+        let workers = TokenWorkers(name: "test", threads: 2, stuckAfter: 30)
+        let results = Mutex<[Int: Int]>([:])
+        let slowest = Mutex<TimeInterval>(0)
+        let done = DispatchGroup()
+        for caller in 0..<16 {
+            done.enter()
+            Thread.detachNewThread {
+                for round in 0..<5 {
+                    let start = Date()
+                    let value = try? workers.run(until: Date(timeIntervalSinceNow: 5)) { () -> Int in
+                        usleep(UInt32(100 * (caller % 3)))
+                        return caller * 1000 + round
+                    }
+                    slowest.withLock { $0 = max($0, Date().timeIntervalSince(start)) }
+                    results.withLock { $0[caller * 1000 + round] = value }
+                }
+                done.leave()
+            }
+        }
+        done.wait()
+        let all = results.withLock { $0 }
+        #expect(all.count == 16 * 5)
+        #expect(all.allSatisfy { $0.key == $0.value }, "a caller got another caller's result or none")
+        // 80 jobs of at most 0.2 ms on two threads: a caller that waited seconds was not woken by its job.
+        #expect(slowest.withLock { $0 } < 2.5)
     }
 
     /// One thread, held: a second job that never starts gives up at its deadline with "busy",
