@@ -261,7 +261,8 @@ def test_a_hung_postgres_does_not_slow_mail(pki, postgres, tmp_path):
         median_before, median_during = before[len(before) // 2], during[len(during) // 2]
         print(f"latency median before {median_before * 1000:.1f} ms, while hung {median_during * 1000:.1f} ms, "
               f"max while hung {during[-1] * 1000:.1f} ms")
-        assert median_during < median_before * 1.5 + 0.05
+        # A message that waited for the hung database would take seconds (the forwarder waits 10 s
+        # for an answer), not a slower median: the median depends on the machine's load, this does not.
         assert during[-1] < 1.0, "no message waited for the database"
         assert local(daemon)[1] == n or wait_for(lambda: local(daemon)[1] == n, 5, "records kept in the file")
         assert count_lines(daemon, "no answer for 10 s") == 1
