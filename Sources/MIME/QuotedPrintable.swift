@@ -14,7 +14,8 @@ public enum QuotedPrintable {
 
     // MARK: Encoding
 
-    /// What the encoder does with an octet, before looking at its neighbours.
+    /// What the encoder does with an octet, before looking at its neighbours: values of a table,
+    /// ordered so that `<= whitespace` means "may be written as it is".
     private enum Class {
         /// Printable ASCII other than `=`: written as it is (`.` and `F` may be escaped at the
         /// start of an encoded line).
