@@ -155,50 +155,101 @@ struct SevenBit {
 }
 
 /// One pass over a body: what would not survive a 7-bit relay unchanged.
+///
+/// A line at a time: glibc's `memchr` finds its LF, the line's ends say whether the LF is bare
+/// and what comes before it, and its content is looked through eight octets at once for the
+/// rare octets (8-bit, NUL, a CR that does not end the line); the length and a leading `From `
+/// are looked at per line. Octets whose flag is set already are no longer looked for.
 struct Scan {
     var hasEightBit = false
     var hasNUL = false
     var hasBareCR = false
     var hasBareLF = false
+    /// A line of more than 998 octets, CR not counted (RFC 5322 section 2.1.1).
     var hasLongLine = false
+    /// A line whose first octet other than CR starts `From `.
     var hasFromLine = false
+    /// Space or tab before a line's LF or CRLF.
     var hasTrailingWhitespace = false
 
     init(_ bytes: ArraySlice<UInt8>) {
-        var lineLength = 0
-        var previous: UInt8 = Bytes.lf
-        var index = bytes.startIndex
-        let end = bytes.endIndex
-        while index < end {
-            let byte = bytes[index]
-            if byte >= 0x80 {
-                hasEightBit = true
-            } else if byte == 0 {
-                hasNUL = true
+        bytes.withUnsafeBufferPointer { input in
+            var start = 0
+            while start < input.count {
+                let end = Bytes.find(Bytes.lf, in: input, from: start, to: input.count) ?? input.count
+                scanLine(input, from: start, to: end)
+                start = end + 1
             }
-            if byte == Bytes.lf {
-                if previous != Bytes.cr { hasBareLF = true }
-                if previous == Bytes.space || previous == Bytes.tab
-                    || (previous == Bytes.cr && index >= bytes.startIndex + 2
-                        && Bytes.isWhitespace(bytes[index - 2]))
-                {
-                    hasTrailingWhitespace = true
-                }
-                lineLength = 0
-            } else {
-                if previous == Bytes.cr { hasBareCR = true }
-                if byte != Bytes.cr { lineLength += 1 }
-                if lineLength > 998 { hasLongLine = true }
-                if lineLength == 1 && byte == 0x46 && index + 5 <= end
-                    && bytes[index..<index + 5].elementsEqual("From ".utf8)
-                {
-                    hasFromLine = true
-                }
+        }
+    }
+
+    /// Looks at the line from `start` up to `end`, the index of its LF or the end of the input.
+    private mutating func scanLine(_ input: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) {
+        let hasLF = end < input.count
+        // The content ends before the CR of a CRLF: any CR in it is bare, and so is a CR that
+        // ends the input.
+        let contentEnd = hasLF && end > start && input[end - 1] == Bytes.cr ? end - 1 : end
+        if hasLF {
+            if contentEnd == end { hasBareLF = true }
+            if contentEnd > start && Bytes.isWhitespace(input[contentEnd - 1]) { hasTrailingWhitespace = true }
+        }
+        if !hasFromLine {
+            var first = start
+            while first < end && input[first] == Bytes.cr { first += 1 }
+            if first + 5 <= input.count && input[first] == 0x46 && input[first + 1] == 0x72
+                && input[first + 2] == 0x6F && input[first + 3] == 0x6D && input[first + 4] == Bytes.space
+            {
+                hasFromLine = true
             }
-            previous = byte
+        }
+        if !hasLongLine && end - start > 998 {
+            var length = 0
+            for index in start..<end where input[index] != Bytes.cr { length += 1 }
+            if length > 998 { hasLongLine = true }
+        }
+        scanContent(input, from: start, to: contentEnd)
+    }
+
+    /// Sets `hasEightBit`, `hasNUL` and `hasBareCR` for the octets from `start` up to `end`.
+    private mutating func scanContent(_ input: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) {
+        guard let base = input.baseAddress else { return }
+        var index = start
+        while !(hasEightBit && hasNUL && hasBareCR) {
+            // Eight octets at once in a 64-bit word (Bit Twiddling Hacks' "has a zero byte"):
+            // bit 7 of each octet that is 8-bit, NUL or CR, for the flags not set yet. Borrows
+            // start only at such an octet, so the lowest bit set marks the first one exactly.
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs = ones &* 0x80
+            let eightBit = hasEightBit ? 0 : highs
+            let nul = hasNUL ? 0 : highs
+            let cr = hasBareCR ? 0 : highs
+            while index + 8 <= end {
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
+                let crs = word ^ (ones &* UInt64(Bytes.cr))
+                let found =
+                    (word & eightBit) | ((word &- ones) & ~word & nul) | ((crs &- ones) & ~crs & cr)
+                if found != 0 {
+                    index += found.trailingZeroBitCount >> 3
+                    break
+                }
+                index += 8
+            }
+            // The last few octets, or the one found.
+            while index < end {
+                let byte = input[index]
+                if (byte >= 0x80 && !hasEightBit) || (byte == 0 && !hasNUL) || (byte == Bytes.cr && !hasBareCR) {
+                    break
+                }
+                index += 1
+            }
+            guard index < end else { return }
+            switch input[index] {
+            case 0: hasNUL = true
+            case Bytes.cr: hasBareCR = true
+            default: hasEightBit = true
+            }
             index += 1
         }
-        if previous == Bytes.cr { hasBareCR = true }
     }
 
     /// Nothing a 7-bit transport would refuse or change.
