@@ -114,9 +114,11 @@ public final class TokenWorkers: @unchecked Sendable {
                     + "\(stuckAfter) s); check the device (unplug and plug it in, or restart pcscd)")
         }
         queue.append(job)
+        // A thread that is starting, or has just finished a job and not yet gone idle, takes the
+        // job on its next turn round the loop: a new thread only when every one is busy.
         if idle > 0 {
             condition.signal()
-        } else if running < threads {
+        } else if busySince.count == running && running < threads {
             startThread()
         }
         condition.unlock()
