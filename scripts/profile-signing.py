@@ -53,7 +53,7 @@ def run(base):
     class Target:
         pass
     target = Target()
-    target.socket = socket
+    target.socket, target.tcp_port = socket, None
     line = "Số liệu thống kê các xã, phường năm 2026; 0123456789 ABCDEFGHIJ abcdefghij.\r\n"
     body = (line * 60).encode()[:4096]
     recipient = "ubnd@muonglay.dienbien.gov.vn" if mode == "internal" else "vanthu@partner.example"

@@ -23,10 +23,11 @@ import Synchronization
 /// connection that stalls) would hold the thread past its deadline, and a fast path chosen by
 /// the token's past speed fails exactly when it matters. What the hand-off costs is kept to two
 /// wake-ups: a new job wakes one idle thread (`signal`), and a finished job wakes only the caller
-/// waiting for it, through the job's own semaphore. (With one condition for all, every finished
-/// job woke every caller waiting for any job and every idle thread, which with ten sessions at a
-/// time was 7 % of the daemon's CPU in scheduling; BENCHMARKS.md, "The cost of one signed
-/// message".)
+/// waiting for it, through the job's own semaphore, which also keeps a signal given before its
+/// caller waits. (With one condition for all, every finished job woke every caller waiting for
+/// any job and every idle thread: with ten sessions at a time the kernel's side of the hand-off
+/// was 5.7 % of the daemon's CPU samples, and 1.6 % after; BENCHMARKS.md, "The cost of one
+/// signed message".)
 public final class TokenWorkers: @unchecked Sendable {
     // @unchecked: every stored var below is read and written only with `condition` held.
     public let name: String
@@ -114,13 +115,11 @@ public final class TokenWorkers: @unchecked Sendable {
                     + "\(stuckAfter) s); check the device (unplug and plug it in, or restart pcscd)")
         }
         queue.append(job)
-        // A thread that is starting, or has just finished a job and not yet gone idle, takes the
-        // job on its next turn round the loop: a new thread only when every one is busy.
-        if idle > 0 {
-            condition.signal()
-        } else if busySince.count == running && running < threads {
-            startThread()
-        }
+        // Every thread not busy with a call (idle, starting, or just done with one and about to
+        // look at the queue again) takes a queued job on its next turn: a new thread only for
+        // the jobs beyond those.
+        if idle > 0 { condition.signal() }
+        if queue.count > running - busySince.count && running < threads { startThread() }
         condition.unlock()
         let answered = job.done.wait(timeout: .now() + max(0, deadline.timeIntervalSinceNow)) == .success
         condition.lock()

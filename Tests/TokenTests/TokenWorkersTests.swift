@@ -51,6 +51,40 @@ import Testing
         #expect(slowest.withLock { $0 } < 2.5)
     }
 
+    /// Jobs that come together from a cold start each get a thread of their own, up to the pool
+    /// size: four jobs that each wait for the others to start all start.
+    @Test func aBurstOfJobsStartsAThreadForEach() throws {
+        let workers = TokenWorkers(name: "test", threads: 4, stuckAfter: 30)
+        let started = Tally()
+        let allStarted = Tally()
+        let done = DispatchGroup()
+        for _ in 0..<4 {
+            done.enter()
+            Thread.detachNewThread {
+                _ = try? workers.run(until: Date(timeIntervalSinceNow: 10)) {
+                    started.add()
+                    let deadline = Date(timeIntervalSinceNow: 5)
+                    while started.value < 4 && Date() < deadline { usleep(1000) }
+                    if started.value == 4 { allStarted.add() }
+                }
+                done.leave()
+            }
+        }
+        done.wait()
+        #expect(allStarted.value == 4, "the jobs ran one after another instead of at once")
+        #expect(workers.threadCount == 4)
+    }
+
+    /// One caller's jobs one after another need one thread: the thread that finished the last
+    /// job takes the next, even when it comes before that thread has gone idle.
+    @Test func oneCallerAfterAnotherKeepsOneThread() throws {
+        let workers = TokenWorkers(name: "test", threads: 4, stuckAfter: 30)
+        for number in 0..<200 {
+            #expect(try workers.run(until: Date(timeIntervalSinceNow: 5)) { number } == number)
+        }
+        #expect(workers.threadCount == 1)
+    }
+
     /// One thread, held: a second job that never starts gives up at its deadline with "busy",
     /// never runs afterwards, and the one after the holder returns runs normally.
     @Test func aJobThatNeverStartedTimesOutAndIsDropped() throws {
