@@ -200,7 +200,8 @@ def test_a_30_mb_message_passes_and_the_daemons_peak_memory_is_reported(setup, p
 
 def peer_socket_option(pid, local_port, remote_port, level, option):
     """An option of the socket process `pid` holds for the TCP connection 127.0.0.1:`local_port`
-    <-> 127.0.0.1:`remote_port`, read from a copy of its descriptor (pidfd_getfd, as root)."""
+    <-> 127.0.0.1:`remote_port`, read from a copy of its descriptor (pidfd_getfd, as root).
+    /proc/net/tcp writes addresses as the host reads them: 0100007F on a little-endian machine."""
     wanted = f"0100007F:{local_port:04X} 0100007F:{remote_port:04X}"
     inode = next(line.split()[9] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
                  if " ".join(line.split()[1:3]) == wanted)
@@ -217,7 +218,7 @@ def peer_socket_option(pid, local_port, remote_port, level, option):
         return duplicate.getsockopt(level, option)
 
 
-def test_on_tcp_postfix_never_waits_for_a_delayed_ack(pki, tmp_path):
+def test_on_tcp_the_milter_answers_where_postfix_waits_and_sends_at_once(pki, tmp_path):
     """On TCP, Postfix sends a command it expects no answer to as a segment of its own, and Nagle's
     algorithm holds its next command until that one is acknowledged: 40 ms later when nothing
     answers it. So over TCP the milter answers every step after which Postfix waits for its SMTP
