@@ -19,6 +19,26 @@ enum Bytes {
         return (content, index + 1)
     }
 
+    /// True when `input` (of `count` octets) holds `From ` at `index`: the line start that mbox
+    /// quoting alters.
+    @inline(__always)
+    static func startsWithFromSpace(_ input: UnsafePointer<UInt8>, at index: Int, count: Int) -> Bool {
+        index + 5 <= count && input[index] == 0x46 && input[index + 1] == 0x72 && input[index + 2] == 0x6F
+            && input[index + 3] == 0x6D && input[index + 4] == space
+    }
+
+    /// 0x01 in each octet of a 64-bit word, for looking at eight octets at once.
+    static let ones: UInt64 = 0x0101_0101_0101_0101
+
+    /// Bit 7 set in the octets of `word` that equal `byte` and, above the first of them, perhaps
+    /// in others (Bit Twiddling Hacks' "has a zero byte"): borrows start only at an equal octet,
+    /// so the lowest bit set marks the first one exactly. Masked with `ones &* 0x80` by the caller.
+    @inline(__always)
+    static func equalOctets(_ word: UInt64, _ byte: UInt8) -> UInt64 {
+        let difference = word ^ (ones &* UInt64(byte))
+        return (difference &- ones) & ~difference
+    }
+
     /// The first `byte` in `start..<end` (glibc's memchr: lines are scanned many bytes at a time).
     @inline(__always)
     static func find(_ byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int? {

@@ -152,7 +152,7 @@ public enum QuotedPrintable {
                 used += 3
                 column = 0
             }
-            if column == 0 && (byte == 0x2E || (byte == 0x46 && startsWithFromSpace(input, index, count))) {
+            if column == 0 && (byte == 0x2E || (byte == 0x46 && Bytes.startsWithFromSpace(input, at: index, count: count))) {
                 escape = true
             }
             if escape {
@@ -186,18 +186,11 @@ public enum QuotedPrintable {
     /// and borrows start only at such an octet, so the lowest bit set marks the first one exactly.
     @inline(__always) private static func plainPrefix(_ block: UInt64) -> Int {
         let word = UInt64(littleEndian: block)
-        let ones: UInt64 = 0x0101_0101_0101_0101
+        let ones = Bytes.ones
         let below = (word &- ones &* 0x20) & ~word  // under 0x20
         let above = (word &+ ones) | word  // over 0x7E
-        let equalsSign = word ^ (ones &* 0x3D)
-        let equal = (equalsSign &- ones) & ~equalsSign  // 0x3D
+        let equal = Bytes.equalOctets(word, 0x3D)
         return ((below | above | equal) & (ones &* 0x80)).trailingZeroBitCount >> 3
-    }
-
-    /// True when `input` holds `From ` at `index`.
-    private static func startsWithFromSpace(_ input: UnsafePointer<UInt8>, _ index: Int, _ count: Int) -> Bool {
-        index + 5 <= count && input[index] == 0x46 && input[index + 1] == 0x72 && input[index + 2] == 0x6F
-            && input[index + 3] == 0x6D && input[index + 4] == Bytes.space
     }
 
     // MARK: Decoding

@@ -176,19 +176,20 @@ struct Scan {
         bytes.withUnsafeBufferPointer { input in
             var start = 0
             while start < input.count {
-                let end = Bytes.find(Bytes.lf, in: input, from: start, to: input.count) ?? input.count
-                scanLine(input, from: start, to: end)
-                start = end + 1
+                // The content ends before the CR of a CRLF: any CR in it is bare, and so is a CR
+                // that ends the input.
+                let (contentEnd, next) = Bytes.line(in: input, from: start, to: input.count)
+                scanLine(input, from: start, contentEnd: contentEnd, next: next)
+                start = next
             }
         }
     }
 
-    /// Looks at the line from `start` up to `end`, the index of its LF or the end of the input.
-    private mutating func scanLine(_ input: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) {
-        let hasLF = end < input.count
-        // The content ends before the CR of a CRLF: any CR in it is bare, and so is a CR that
-        // ends the input.
-        let contentEnd = hasLF && end > start && input[end - 1] == Bytes.cr ? end - 1 : end
+    /// Looks at the line from `start`: its content up to `contentEnd`, then its line break (CRLF,
+    /// a bare LF, or none at the end of the input) up to `next`.
+    private mutating func scanLine(_ input: UnsafeBufferPointer<UInt8>, from start: Int, contentEnd: Int, next: Int) {
+        let hasLF = next > contentEnd
+        let end = hasLF ? next - 1 : next  // the LF, or the end of the input
         if hasLF {
             if contentEnd == end { hasBareLF = true }
             if contentEnd > start && Bytes.isWhitespace(input[contentEnd - 1]) { hasTrailingWhitespace = true }
@@ -196,11 +197,7 @@ struct Scan {
         if !hasFromLine {
             var first = start
             while first < end && input[first] == Bytes.cr { first += 1 }
-            if first + 5 <= input.count && input[first] == 0x46 && input[first + 1] == 0x72
-                && input[first + 2] == 0x6F && input[first + 3] == 0x6D && input[first + 4] == Bytes.space
-            {
-                hasFromLine = true
-            }
+            if Bytes.startsWithFromSpace(input.baseAddress!, at: first, count: input.count) { hasFromLine = true }
         }
         if !hasLongLine && end - start > 998 {
             var length = 0
@@ -215,19 +212,16 @@ struct Scan {
         guard let base = input.baseAddress else { return }
         var index = start
         while !(hasEightBit && hasNUL && hasBareCR) {
-            // Eight octets at once in a 64-bit word (Bit Twiddling Hacks' "has a zero byte"):
-            // bit 7 of each octet that is 8-bit, NUL or CR, for the flags not set yet. Borrows
-            // start only at such an octet, so the lowest bit set marks the first one exactly.
-            let ones: UInt64 = 0x0101_0101_0101_0101
-            let highs = ones &* 0x80
+            // Eight octets at once in a 64-bit word: bit 7 of each octet that is 8-bit, NUL or CR
+            // (`Bytes.equalOctets`), for the flags not set yet; the lowest bit set marks the
+            // first such octet exactly.
+            let highs = Bytes.ones &* 0x80
             let eightBit = hasEightBit ? 0 : highs
             let nul = hasNUL ? 0 : highs
             let cr = hasBareCR ? 0 : highs
             while index + 8 <= end {
                 let word = UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
-                let crs = word ^ (ones &* UInt64(Bytes.cr))
-                let found =
-                    (word & eightBit) | ((word &- ones) & ~word & nul) | ((crs &- ones) & ~crs & cr)
+                let found = (word & eightBit) | (Bytes.equalOctets(word, 0) & nul) | (Bytes.equalOctets(word, Bytes.cr) & cr)
                 if found != 0 {
                     index += found.trailingZeroBitCount >> 3
                     break
