@@ -266,8 +266,8 @@ try:
                 around = sign["machine_cpu_ms"] - sign["milter_cpu_ms"]
                 targets[kind]["milter_cpu_ms_for_target_rate"] = allowed - around
                 # That holds while the cores are all busy, which the OpenDKIM rounds show.
-                dkim = summary[label]["OpenDKIM sign (unix)"]
-                busy = dkim["machine_cpu_ms"] * dkim["median_rate"] / 1000
+                opendkim = summary[label]["OpenDKIM sign (unix)"]
+                busy = opendkim["machine_cpu_ms"] * opendkim["median_rate"] / 1000
                 print(f"    at {throughput_target:.1f}x OpenDKIM's rate a message may cost the machine {allowed:.2f} ms of "
                       f"CPU; Postfix and the tools take {around:.2f} ms of it around this milter, which leaves "
                       f"{allowed - around:.2f} ms for the milter (it takes {sign['milter_cpu_ms']:.2f} ms); "
