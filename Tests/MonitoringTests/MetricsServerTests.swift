@@ -12,7 +12,7 @@ import Glibc
 final class MetricsServerTests: XCTestCase {
     /// One request over a raw socket, so the test sees exactly what the server sends.
     func request(_ port: Int, _ text: String) throws -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -82,7 +82,7 @@ final class MetricsServerTests: XCTestCase {
         let path = NSTemporaryDirectory() + "notify-\(getpid()).sock"
         unlink(path)
         defer { unlink(path) }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)

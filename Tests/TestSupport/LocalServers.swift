@@ -2,11 +2,15 @@ import Foundation
 import Synchronization
 
 /// A TCP listener on 127.0.0.1 that accepts connections and never answers: a hanging server.
+///
+/// Its socket, like every socket the tests make, is close-on-exec: the tests run in parallel and
+/// start processes (initdb, postgres, openssl), and a child that inherited the listener kept the
+/// port after `close()`, so that the next server on it could not bind.
 public final class SilentServer: @unchecked Sendable {
     let socketDescriptor: Int32
 
     public init(port: UInt16) throws {
-        socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var yes: Int32 = 1
         setsockopt(socketDescriptor, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         guard bindLoopback(socketDescriptor, port: port) == 0, listen(socketDescriptor, 16) == 0 else {

@@ -46,7 +46,7 @@ public final class TestPKI: Sendable {
         for _ in 0..<200 {
             let port = UInt16.random(in: 20000..<32000)
             if taken.contains(port) { continue }
-            let socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             defer { close(socketDescriptor) }
             if bindLoopback(socketDescriptor, port: port) == 0 { return port }
         }
