@@ -480,7 +480,8 @@ public final class Gateway: Sendable {
 
     /// The key of a signing-table entry without its query (which may hold a PIN) and its line.
     static func signerLabel(_ entry: SigningTable.Entry) -> String {
-        let key = entry.key.prefix(while: { $0 != "?" })
+        // Over UTF-8: this runs for every signed message, and a URI is ASCII up to its query.
+        let key = entry.key.utf8.firstIndex(of: UInt8(ascii: "?")).map { entry.key[..<$0] } ?? entry.key[...]
         return "\(key) (signing table line \(entry.line))"
     }
 

@@ -63,12 +63,13 @@ public enum Signing {
         message bytes: [UInt8], signer: any Signer, digest: DigestAlgorithm, signingTimeSkew: TimeInterval,
         now: Date = Date()
     ) throws -> [UInt8] {
-        let message = try Message(bytes: bytes)
+        // The body's structure is parsed once, by `SigningPreparation`.
+        let (headers, bodyStart) = try Message.headerSection(bytes)
         let result = try sign(
-            headers: message.root.headers, body: Array(message.bytes[message.root.bodyRange]), signer: signer,
-            digest: digest, signingTimeSkew: signingTimeSkew, now: now)
+            headers: headers, body: Array(bytes[bodyStart...]), signer: signer, digest: digest,
+            signingTimeSkew: signingTimeSkew, now: now)
         var out: [UInt8] = []
-        for field in HeaderEdit.apply(result.headerEdits, to: message.root.headers) {
+        for field in HeaderEdit.apply(result.headerEdits, to: headers) {
             out += field.canonicalBytes
         }
         out += [0x0D, 0x0A]

@@ -51,7 +51,8 @@ public final class TokenTracker: Sendable {
     func signed(_ entry: SigningTable.Entry, signer: any Signer) {
         let base = (signer as? Gateway.DeadlineSigner)?.base ?? signer
         var state = State.ok
-        var label = Self.tokenLabel(entry)
+        // The label is needed for a line's first report only: not worked out for every message.
+        var label: String?
         if let tokenSigner = base as? TokenSigner {
             label = tokenSigner.key.tokenLabel
             switch tokenSigner.key.pinStateAtLogin {
@@ -63,7 +64,9 @@ public final class TokenTracker: Sendable {
             }
         }
         reports.withLock { all in
-            var report = all[entry.line] ?? Report(line: entry.line, key: entry.key, token: label, state: state, signatures: 0, chain: [])
+            var report =
+                all[entry.line]
+                ?? Report(line: entry.line, key: entry.key, token: label ?? Self.tokenLabel(entry), state: state, signatures: 0, chain: [])
             report.state = state
             report.signatures += 1
             report.certificate = signer.certificate

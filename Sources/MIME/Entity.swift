@@ -52,6 +52,18 @@ public struct Message: Sendable {
         }
     }
 
+    /// The top-level header fields of a message with CRLF or bare LF line ends, and where its
+    /// body starts: what a caller that hands the body on (to `SigningPreparation`, which parses
+    /// it) needs, without parsing the body's MIME structure a second time.
+    public static func headerSection(_ bytes: [UInt8], limits: MIMELimits = .default) throws -> (
+        headers: [HeaderField], bodyStart: Int
+    ) {
+        try bytes.withUnsafeBufferPointer { buffer in
+            let (headers, _, bodyStart) = try HeaderParser.parse(buffer, from: 0, to: buffer.count, limits: limits)
+            return (headers, bodyStart)
+        }
+    }
+
     /// A message whose header fields are already parsed (a milter receives them one by one) and
     /// whose body is `body`: only the body is parsed, and `bytes` is the body alone (the root's
     /// header and separator ranges are empty), so nothing is copied or parsed a second time.
@@ -130,8 +142,7 @@ struct Parser {
             headers.first(where: { $0.hasName("Content-Type") }).map { ContentType(parsing: $0.value) }
             ?? .defaultType
         let transferEncoding =
-            headers.first(where: { $0.hasName("Content-Transfer-Encoding") })?.value.lowercased()
-            .trimmingWhitespace() ?? "7bit"
+            headers.first(where: { $0.hasName("Content-Transfer-Encoding") })?.value.lowercased() ?? "7bit"
         let bodyRange = bodyStart..<range.upperBound
         var children: [Entity] = []
         var delimiters: [Range<Int>] = []
@@ -230,11 +241,5 @@ struct Parser {
             return false
         }
         return true
-    }
-}
-
-extension String {
-    func trimmingWhitespace() -> String {
-        String(self.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
     }
 }

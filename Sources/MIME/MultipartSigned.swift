@@ -63,18 +63,20 @@ public struct MultipartSigned: Sendable {
         return "----=_smime_" + String(decoding: characters, as: UTF8.self)
     }
 
+    /// Whether `needle` occurs in `haystack`: glibc's `memchr` finds each candidate first octet
+    /// many octets at a time, `memcmp` checks the rest (an octet-by-octet loop was a visible part
+    /// of signing).
     static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
         guard let first = needle.first, haystack.count >= needle.count else { return false }
         return haystack.withUnsafeBufferPointer { haystack in
             needle.withUnsafeBufferPointer { needle in
-                let last = haystack.count - needle.count
+                let base = haystack.baseAddress!
+                let last = haystack.count - needle.count  // the last place the needle can start
                 var index = 0
                 while index <= last {
-                    if haystack[index] == first
-                        && memcmp(haystack.baseAddress! + index, needle.baseAddress!, needle.count) == 0
-                    {
-                        return true
-                    }
+                    guard let found = memchr(base + index, Int32(first), last - index + 1) else { return false }
+                    index = base.distance(to: found.assumingMemoryBound(to: UInt8.self))
+                    if memcmp(base + index, needle.baseAddress!, needle.count) == 0 { return true }
                     index += 1
                 }
                 return false

@@ -111,7 +111,7 @@ struct SignCommand: ParsableCommand {
             }
             let now = Date()
             let skew = TimeInterval(configuration.signingTimeSkew)
-            if Signing.signingTime(for: try Message(bytes: message).root.headers, now: now, skew: skew) == nil {
+            if Signing.signingTime(for: try Message.headerSection(message).headers, now: now, skew: skew) == nil {
                 printError(
                     "smime-milter sign: signed without signingTime: the Date header is more than SigningTimeSkew "
                         + "(\(configuration.signingTimeSkew / 60) minutes) from now")

@@ -36,6 +36,17 @@ import Testing
         #expect(signed(held) == signed(whole))
     }
 
+    /// `sign` reads a message file's header section alone and hands the body on: the same
+    /// fields and the same body start as the whole parse, for every message of the corpus.
+    @Test(arguments: Corpus.names)
+    func theHeaderSectionAloneIsTheWholeParsesHeaderSection(name: String) throws {
+        let bytes = try Corpus.bytes(name)
+        let whole = try Message(bytes: bytes)
+        let section = try Message.headerSection(bytes)
+        #expect(section.headers == whole.root.headers)
+        #expect(section.bodyStart == whole.root.bodyRange.lowerBound)
+    }
+
     @Test func multipartPartsExcludeTheLineBreakBeforeTheDelimiter() throws {
         let message = try Message(bytes: Corpus.bytes("05-pdf-attachment.eml"))
         #expect(message.root.contentType.value == "multipart/mixed")

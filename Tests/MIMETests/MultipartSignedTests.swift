@@ -32,6 +32,30 @@ import Testing
         #expect(!MultipartSigned.contains(hostile, Array(("--" + signed.boundary).utf8)))
     }
 
+    /// The search for a drawn boundary finds a needle wherever it lies (first, last, the whole
+    /// haystack, after partial matches) and nowhere else: compared with a plain search over
+    /// inputs made of a few octets, where matches and near misses are common.
+    @Test func theBoundarySearchAgreesWithAPlainSearch() {
+        func plain(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+            guard !needle.isEmpty, haystack.count >= needle.count else { return false }
+            return (0...haystack.count - needle.count).contains { Array(haystack[$0..<$0 + needle.count]) == needle }
+        }
+        var generator = SystemRandomNumberGenerator()
+        let octets: [UInt8] = Array("--ab".utf8)
+        var found = 0
+        for _ in 0..<20_000 {
+            let haystack = (0..<Int.random(in: 0...24, using: &generator)).map { _ in octets.randomElement(using: &generator)! }
+            let needle = (0..<Int.random(in: 0...5, using: &generator)).map { _ in octets.randomElement(using: &generator)! }
+            let expected = plain(haystack, needle)
+            #expect(MultipartSigned.contains(haystack, needle) == expected, "\(haystack) \(needle)")
+            if expected { found += 1 }
+        }
+        // Both answers were tried many times.
+        #expect(found > 2_000 && found < 18_000)
+        #expect(MultipartSigned.contains(Array("x--b".utf8), Array("--b".utf8)))
+        #expect(!MultipartSigned.contains(Array("x--".utf8), Array("--b".utf8)))
+    }
+
     @Test func drawnBoundariesAreLongAndDiffer() {
         let first = MultipartSigned.newBoundary()
         #expect(first.count == 40)
