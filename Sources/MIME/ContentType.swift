@@ -62,7 +62,7 @@ public struct ContentType: Sendable, Equatable {
             if let star = base.firstIndex(of: "*"), let number = Int(base[base.index(after: star)...]) {
                 section = number
                 base = String(base[..<star])
-            } else if base.contains("*") {
+            } else if base.utf8.contains(UInt8(ascii: "*")) {
                 continue
             }
             if !order.contains(base) { order.append(base) }
@@ -235,11 +235,19 @@ struct Tokenizer {
         var out = String.UnicodeScalarView()
         while index < scalars.count {
             let scalar = scalars[index]
-            if scalar.value <= 0x20 || "()<>@,;:\\\"/[]?=".unicodeScalars.contains(scalar) { break }
+            if scalar.value <= 0x20 || Self.isSpecial(scalar) { break }
             out.append(scalar)
             index += 1
         }
         return String(out)
+    }
+
+    /// RFC 2045's tspecials: `()<>@,;:\"/[]?=`.
+    static func isSpecial(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar {
+        case "(", ")", "<", ">", "@", ",", ";", ":", "\\", "\"", "/", "[", "]", "?", "=": true
+        default: false
+        }
     }
 
     mutating func valueOrQuoted() -> String {
