@@ -38,11 +38,21 @@ public enum Signing {
         let signingTime = signingTime(for: headers, now: now, skew: signingTimeSkew)
         let signature = try CMSSigning.sign(content: prepared.inner, signer: signer, digest: digest, signingTime: signingTime)
         let signed = MultipartSigned(inner: prepared.inner, signatureDER: signature, micalg: digest.rawValue)
-        var edits = prepared.movedHeaders.map { HeaderEdit.delete(name: $0.name, occurrence: $0.occurrence) }
+        // The first Content-Type becomes the multipart/signed one where it stands: one
+        // modification for the MTA (one milter message, one queue-file edit) instead of a delete
+        // and an add. The other moved fields go.
+        var replaced = false
+        var edits: [HeaderEdit] = prepared.movedHeaders.map { moved in
+            if moved.occurrence == 1 && moved.name.lowercased() == "content-type" {
+                replaced = true
+                return .change(name: "Content-Type", occurrence: 1, value: signed.contentType)
+            }
+            return .delete(name: moved.name, occurrence: moved.occurrence)
+        }
         if prepared.needsMIMEVersion {
             edits.append(.add(name: "MIME-Version", value: "1.0"))
         }
-        edits.append(.add(name: "Content-Type", value: signed.contentType))
+        if !replaced { edits.append(.add(name: "Content-Type", value: signed.contentType)) }
         return Result(
             headerEdits: edits, body: signed.pieces, inner: prepared.inner, signature: signature, signingTime: signingTime)
     }
