@@ -104,17 +104,20 @@ public enum DecisionApplier {
     static func folded(_ name: String, _ value: String, _ leadingSpace: Bool) -> String {
         // Over octets (the name is ASCII, RFC 5322 section 3.6.8): Foundation's search for CRLF
         // was half the time of applying a signed message's header edits.
-        let whole = HeaderField.fold(name: name, value: value).utf8
-        var out: [UInt8] = []
-        out.reserveCapacity(whole.count)
-        var previous: UInt8 = 0
-        for byte in whole.dropFirst(name.utf8.count + 1) {
-            if byte == 0x0A && previous == 0x0D { out.removeLast() }
-            out.append(byte)
-            previous = byte
+        // Through a pointer into the folded text's storage, not a walk of its UTF-8 view.
+        var whole = HeaderField.fold(name: name, value: value)
+        return whole.withUTF8 { octets in
+            var out: [UInt8] = []
+            out.reserveCapacity(octets.count)
+            var previous: UInt8 = 0
+            for byte in octets[min(octets.count, name.utf8.count + 1)...] {
+                if byte == 0x0A && previous == 0x0D { out.removeLast() }
+                out.append(byte)
+                previous = byte
+            }
+            let start = leadingSpace ? 0 : out.firstIndex(where: { $0 != 0x20 }) ?? out.count
+            return String(decoding: out[start...], as: UTF8.self)
         }
-        let start = leadingSpace ? 0 : out.firstIndex(where: { $0 != 0x20 }) ?? out.count
-        return String(decoding: out[start...], as: UTF8.self)
     }
 
     /// Reply text: printable ASCII, no `%` (libmilter formats it), at most 900 octets.

@@ -1,7 +1,9 @@
 import Gateway
 import Logging
-import Milter
+import MIME
 import Testing
+
+@testable import Milter
 
 /// Applying a decision without libmilter: a recording editor stands where the MTA would be.
 @Suite struct DecisionApplierTests {
@@ -104,5 +106,38 @@ import Testing
         let without = Recorder()
         _ = DecisionApplier.apply(decision, to: without, leadingSpace: false, logger: logger)
         #expect(with.calls == ["add X-A: v"] && without.calls == ["add X-A:v"])
+    }
+
+    /// A value as libmilter takes it (folded with LF, the leading space as the MTA wants it) is
+    /// what the earlier walk of the folded text's UTF-8 view gave, for values that fold, that do
+    /// not, that start with spaces, and that are not ASCII.
+    @Test func foldedValuesAreWhatTheUTF8WalkGave() {
+        func reference(_ name: String, _ value: String, _ leadingSpace: Bool) -> String {
+            let whole = HeaderField.fold(name: name, value: value).utf8
+            var out: [UInt8] = []
+            var previous: UInt8 = 0
+            for byte in whole.dropFirst(name.utf8.count + 1) {
+                if byte == 0x0A && previous == 0x0D { out.removeLast() }
+                out.append(byte)
+                previous = byte
+            }
+            let start = leadingSpace ? 0 : out.firstIndex(where: { $0 != 0x20 }) ?? out.count
+            return String(decoding: out[start...], as: UTF8.self)
+        }
+        let words = ["smime=pass", "body.smime-identifier=vanthu@stttt.dienbien.gov.vn", "  ", "Ủy ban nhân dân", "x", "\t", ""]
+        var generator = SystemRandomNumberGenerator()
+        var folds = 0
+        for _ in 0..<2_000 {
+            let value = (0..<Int.random(in: 0...40, using: &generator)).map { _ in words.randomElement(using: &generator)! }
+                .joined(separator: " ")
+            for name in ["Authentication-Results", "X"] {
+                for leadingSpace in [true, false] {
+                    let folded = DecisionApplier.folded(name, value, leadingSpace)
+                    #expect(folded == reference(name, value, leadingSpace))
+                    if folded.contains("\n") { folds += 1 }
+                }
+            }
+        }
+        #expect(folds > 1_000)
     }
 }
