@@ -66,7 +66,9 @@ public final class TokenTracker: Sendable {
         reports.withLock { all in
             var report =
                 all[entry.line]
-                ?? Report(line: entry.line, key: entry.key, token: label ?? Self.tokenLabel(entry), state: state, signatures: 0, chain: [])
+                ?? Report(
+                    line: entry.line, key: entry.key, token: label ?? Self.tokenLabel(entry), state: state, signatures: 0,
+                    chain: [])
             report.state = state
             report.signatures += 1
             report.certificate = signer.certificate

@@ -210,7 +210,8 @@ enum Libmilter {
     /// `Character`s cost more than the rest of the envelope callbacks.
     static func address(_ argument: UnsafeMutablePointer<CChar>?) -> String {
         guard let argument else { return "" }
-        let octets = UnsafeBufferPointer(start: UnsafeRawPointer(argument).assumingMemoryBound(to: UInt8.self), count: strlen(argument))
+        let octets = UnsafeBufferPointer(
+            start: UnsafeRawPointer(argument).assumingMemoryBound(to: UInt8.self), count: strlen(argument))
         let start = octets.first == UInt8(ascii: "<") ? 1 : 0
         let end = octets[start...].firstIndex(of: UInt8(ascii: ">")) ?? octets.count
         return String(decoding: UnsafeBufferPointer(rebasing: octets[start..<end]), as: UTF8.self)

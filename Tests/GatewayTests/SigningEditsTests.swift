@@ -30,9 +30,10 @@ import Testing
     static func verifies(_ signed: [UInt8]) throws -> Bool {
         let message = try Message(bytes: signed)
         guard case .detached(let content, let signature, _) = try SignedContent.find(in: message) else { return false }
+        let pki = try TestPKI.shared
         let trust = try TrustStore(
-            anchors: [try TestPKI.shared.path("ca/root.pem")], intermediates: [try TestPKI.shared.path("ca/chain.pem")], crlDirectory: nil, revocation: .none,
-            fetchTimeout: 5, fetchHosts: [], cacheDirectory: nil, gracePeriod: 0)
+            anchors: [pki.path("ca/root.pem")], intermediates: [pki.path("ca/chain.pem")], crlDirectory: nil,
+            revocation: .none, fetchTimeout: 5, fetchHosts: [], cacheDirectory: nil, gracePeriod: 0)
         let verdict = Verifier(trust: trust, signingTimeSkew: 3600, allowSHA1Signatures: false)
             .verify(cms: signature, detachedContent: content, from: "vanphong.ubnd@dienbien.gov.vn")
         #expect(verdict.result == .pass, "\(verdict.reason)")
