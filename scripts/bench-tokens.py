@@ -5,7 +5,14 @@ token hung, each as a ratio to B alone in the same round; and how much of its ow
 token delivers while it is busy. Tokens are the hardware-like hwtoken module over SoftHSM.
 Senders are separate processes speaking the milter protocol (the PyPI miltertest client), as
 Postfix's smtpd processes do; a sender whose message was deferred waits 100 ms before the next,
-as a queue retries later instead of at once.
+as a queue retries later instead of at once. Every sender opens its connection and finishes the
+milter negotiation before the measured seconds start, and a unit's rate is its messages over the
+seconds from the start until its own last sender stops: the measure is of signing, not of
+libmilter's worker pool taking up a burst of new connections (Debian's libmilter hands a new
+connection to a worker it counts as idle; when several arrive at once, more than the idle workers
+can be promised, and the rest wait until a busy worker's connection goes quiet for a millisecond,
+which back-to-back senders never do: unit B once waited the whole 5 s of a phase), nor of how long
+unit A's last deferred message took to end.
     scripts/bench-tokens.py BINARY DEMO_DIR
 Environment: BENCH_ROUNDS (2), BENCH_SECONDS (5), BENCH_SENDERS (2 per unit)."""
 
@@ -35,10 +42,12 @@ def message(address):
             + "Kính gửi Ủy ban nhân dân.\r\n" * 100).encode()
 
 
-def sender(daemon, address, until, signed, deferred):
+def sender(daemon, address, ready, go, until, signed, deferred, stopped):
     session = Session(daemon, client="127.0.0.1")
     body = message(address)
-    while time.time() < until:
+    ready.wait(60)
+    go.wait(60)
+    while time.time() < until.value:
         result = session.send(body, sender=f"<{address}>", queue_id="BENCH")
         if result.body_replaced:
             with signed.get_lock():
@@ -47,22 +56,29 @@ def sender(daemon, address, until, signed, deferred):
             with deferred.get_lock():
                 deferred.value += 1
             time.sleep(0.1)
+    with stopped.get_lock():
+        stopped.value = max(stopped.value, time.time())
     session.close()
 
 
 def measure(daemon, units):
     """Messages signed per second for each unit address, all senders running at once."""
-    until = time.time() + seconds
-    counters = {unit: (multiprocessing.Value("i", 0), multiprocessing.Value("i", 0)) for unit in units}
-    processes = [multiprocessing.Process(target=sender, args=(daemon, unit, until, *counters[unit]))
+    counters = {unit: (multiprocessing.Value("i", 0), multiprocessing.Value("i", 0), multiprocessing.Value("d", 0))
+                for unit in units}
+    ready, go = multiprocessing.Barrier(len(units) * senders + 1), multiprocessing.Event()
+    until = multiprocessing.Value("d", 0)
+    processes = [multiprocessing.Process(target=sender, args=(daemon, unit, ready, go, until, *counters[unit]))
                  for unit in units for _ in range(senders)]
-    start = time.time()
     for process in processes:
         process.start()
+    ready.wait(60)  # every sender connected and past the negotiation
+    start = time.time()
+    until.value = start + seconds
+    go.set()
     for process in processes:
         process.join(seconds + 60)
-    elapsed = time.time() - start
-    return {unit: (signed.value / elapsed, deferred.value) for unit, (signed, deferred) in counters.items()}
+    return {unit: (signed.value / (stopped.value - start), deferred.value)
+            for unit, (signed, deferred, stopped) in counters.items()}
 
 
 def set_control(token, name, value=None):
