@@ -5,14 +5,17 @@ token hung, each as a ratio to B alone in the same round; and how much of its ow
 token delivers while it is busy. Tokens are the hardware-like hwtoken module over SoftHSM.
 Senders are separate processes speaking the milter protocol (the PyPI miltertest client), as
 Postfix's smtpd processes do; a sender whose message was deferred waits 100 ms before the next,
-as a queue retries later instead of at once. Every sender opens its connection and finishes the
-milter negotiation before the measured seconds start, and a unit's rate is its messages over the
-seconds from the start until its own last sender stops: the measure is of signing, not of
-libmilter's worker pool taking up a burst of new connections (Debian's libmilter hands a new
-connection to a worker it counts as idle; when several arrive at once, more than the idle workers
-can be promised, and the rest wait until a busy worker's connection goes quiet for a millisecond,
-which back-to-back senders never do: unit B once waited the whole 5 s of a phase), nor of how long
-unit A's last deferred message took to end.
+as a queue retries later instead of at once.
+Every sender connects and finishes the milter negotiation before the measured seconds start, and
+the senders' first messages follow one another 20 ms apart; a unit's rate is its messages over
+the seconds from the start until its own last sender stops. Debian's libmilter runs connections
+on a pool of workers: a connection that has a command to read is handed to a worker counted as
+idle, and when several are handed over at once, more can be promised than there are idle
+workers; the rest wait until a worker's own connection has nothing to read for 1 ms. Senders
+that send back to back never leave their worker, and A's wait on the hung token for
+SigningTimeout: unit B's connections, opened while A's senders were already sending, or ready at
+the same moment as A's, waited the whole 5 s of a phase behind A slow, or 2 s behind A hung.
+That measured libmilter's taking up of a burst of connections, not one token holding up another.
     scripts/bench-tokens.py BINARY DEMO_DIR
 Environment: BENCH_ROUNDS (2), BENCH_SECONDS (5), BENCH_SENDERS (2 per unit)."""
 
@@ -35,6 +38,7 @@ senders = int(os.environ.get("BENCH_SENDERS", "2"))
 os.environ["SOFTHSM2_CONF"] = str(demo / "softhsm2.conf")
 control = demo / "hwtoken" / "control"
 LATENCY_MS = 50
+STAGGER = 0.02  # seconds between the senders' first messages
 
 
 def message(address):
@@ -42,11 +46,12 @@ def message(address):
             + "Kính gửi Ủy ban nhân dân.\r\n" * 100).encode()
 
 
-def sender(daemon, address, ready, go, until, signed, deferred, stopped):
+def sender(daemon, address, ready, go, offset, until, signed, deferred, stopped):
     session = Session(daemon, client="127.0.0.1")
     body = message(address)
     ready.wait(60)
     go.wait(60)
+    time.sleep(offset)
     while time.time() < until.value:
         result = session.send(body, sender=f"<{address}>", queue_id="BENCH")
         if result.body_replaced:
@@ -67,8 +72,8 @@ def measure(daemon, units):
                 for unit in units}
     ready, go = multiprocessing.Barrier(len(units) * senders + 1), multiprocessing.Event()
     until = multiprocessing.Value("d", 0)
-    processes = [multiprocessing.Process(target=sender, args=(daemon, unit, ready, go, until, *counters[unit]))
-                 for unit in units for _ in range(senders)]
+    processes = [multiprocessing.Process(target=sender, args=(daemon, unit, ready, go, STAGGER * number, until, *counters[unit]))
+                 for number, unit in enumerate(unit for unit in units for _ in range(senders))]
     for process in processes:
         process.start()
     ready.wait(60)  # every sender connected and past the negotiation
