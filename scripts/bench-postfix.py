@@ -261,12 +261,11 @@ try:
             if kind == "external" and at4:
                 # How much of the whole machine's CPU per message is left for the milter at the
                 # target rate, given what Postfix and the tools spend around it (medians).
-                sign = summary[label][name]
-                allowed = summary[label]["OpenDKIM sign (unix)"]["machine_cpu_ms"] / throughput_target
+                sign, opendkim = summary[label][name], summary[label]["OpenDKIM sign (unix)"]
+                allowed = opendkim["machine_cpu_ms"] / throughput_target
                 around = sign["machine_cpu_ms"] - sign["milter_cpu_ms"]
                 targets[kind]["milter_cpu_ms_for_target_rate"] = allowed - around
                 # That holds while the cores are all busy, which the OpenDKIM rounds show.
-                opendkim = summary[label]["OpenDKIM sign (unix)"]
                 busy = opendkim["machine_cpu_ms"] * opendkim["median_rate"] / 1000
                 print(f"    at {throughput_target:.1f}x OpenDKIM's rate a message may cost the machine {allowed:.2f} ms of "
                       f"CPU; Postfix and the tools take {around:.2f} ms of it around this milter, which leaves "

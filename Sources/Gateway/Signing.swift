@@ -41,13 +41,15 @@ public enum Signing {
         // The first Content-Type becomes the multipart/signed one where it stands: one
         // modification for the MTA (one milter message, one queue-file edit) instead of a delete
         // and an add. The other moved fields go.
+        var edits: [HeaderEdit] = []
         var replaced = false
-        var edits: [HeaderEdit] = prepared.movedHeaders.map { moved in
+        for moved in prepared.movedHeaders {
             if moved.occurrence == 1 && moved.name.lowercased() == "content-type" {
+                edits.append(.change(name: "Content-Type", occurrence: 1, value: signed.contentType))
                 replaced = true
-                return .change(name: "Content-Type", occurrence: 1, value: signed.contentType)
+            } else {
+                edits.append(.delete(name: moved.name, occurrence: moved.occurrence))
             }
-            return .delete(name: moved.name, occurrence: moved.occurrence)
         }
         if prepared.needsMIMEVersion {
             edits.append(.add(name: "MIME-Version", value: "1.0"))

@@ -210,17 +210,21 @@ enum Libmilter {
     /// `Character`s cost more than the rest of the envelope callbacks.
     static func address(_ argument: UnsafeMutablePointer<CChar>?) -> String {
         guard let argument else { return "" }
-        let octets = UnsafeBufferPointer(
-            start: UnsafeRawPointer(argument).assumingMemoryBound(to: UInt8.self), count: strlen(argument))
+        let octets = octets(of: argument)
         let start = octets.first == UInt8(ascii: "<") ? 1 : 0
         let end = octets[start...].firstIndex(of: UInt8(ascii: ">")) ?? octets.count
         return String(decoding: UnsafeBufferPointer(rebasing: octets[start..<end]), as: UTF8.self)
     }
 
+    /// The octets of a C string libmilter passes, without copying them.
+    private static func octets(of text: UnsafeMutablePointer<CChar>) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: UnsafeRawPointer(text).assumingMemoryBound(to: UInt8.self), count: strlen(text))
+    }
+
     static func header(_ ctx: OpaquePointer, _ name: UnsafeMutablePointer<CChar>, _ value: UnsafeMutablePointer<CChar>) -> sfsistat {
         guard let connection = connection(ctx) else { return SMFIS_TEMPFAIL }
-        let nameBytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(name).assumingMemoryBound(to: UInt8.self), count: strlen(name)))
-        var valueBytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(value).assumingMemoryBound(to: UInt8.self), count: strlen(value)))
+        let nameBytes = Array(octets(of: name))
+        var valueBytes = Array(octets(of: value))
         if connection.protocolFlags & UInt(SMFIP_HDR_LEADSPC) == 0 { valueBytes.insert(0x20, at: 0) }
         let field = HeaderField(
             name: String(decoding: nameBytes, as: UTF8.self), rawValue: valueBytes, raw: nameBytes + [0x3A] + valueBytes + [0x0A])

@@ -139,17 +139,18 @@ public final class PEMKeySigner: Signer, @unchecked Sendable {
 
 /// OpenSSL digests by our names.
 enum Digest {
+    /// The implementation, fetched once: given `EVP_sha256()` and its kind, every `EVP_Digest`
+    /// looks its implementation up again in the default provider, under a lock every thread
+    /// shares (a third of the time of hashing a signed 4 KB message). The kind is the fallback
+    /// should a fetch fail.
     static func evp(_ digest: DigestAlgorithm) -> OpaquePointer? {
         switch digest {
-        case .sha256: EVP_sha256()
-        case .sha384: EVP_sha384()
-        case .sha512: EVP_sha512()
+        case .sha256: fetched.sha256 ?? EVP_sha256()
+        case .sha384: fetched.sha384 ?? EVP_sha384()
+        case .sha512: fetched.sha512 ?? EVP_sha512()
         }
     }
 
-    /// The implementations, fetched once: given `EVP_sha256()` and its kind, every `EVP_Digest`
-    /// looks its implementation up again in the default provider, under a lock every thread
-    /// shares (a third of the time of hashing a signed 4 KB message).
     private struct Fetched: @unchecked Sendable {
         // @unchecked: an `EVP_MD` OpenSSL has fetched is read only, and may be used by any thread.
         let sha256 = EVP_MD_fetch(nil, "SHA256", nil)
@@ -161,13 +162,7 @@ enum Digest {
     static func compute(_ digest: DigestAlgorithm, _ data: [UInt8]) throws -> [UInt8] {
         var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var length: UInt32 = 0
-        let implementation =
-            switch digest {
-            case .sha256: fetched.sha256
-            case .sha384: fetched.sha384
-            case .sha512: fetched.sha512
-            }
-        guard EVP_Digest(data, data.count, &output, &length, implementation ?? evp(digest), nil) == 1 else {
+        guard EVP_Digest(data, data.count, &output, &length, evp(digest), nil) == 1 else {
             throw SMIMEError.drain("computing \(digest.rawValue)")
         }
         return Array(output.prefix(Int(length)))
